@@ -1,0 +1,407 @@
+"""The ``solodesk`` command line.
+
+Heavy libraries are imported inside the commands that need them, so ``solodesk --help`` stays
+fast. ``--json`` prints JSON Lines on stdout and nothing else there; progress and messages go to
+stderr. Exit status: 0 success, 1 unexpected failure, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from core.settings import Settings
+
+app = typer.Typer(
+    name="solodesk",
+    help="solodesk: a one-person trading desk. Data, research, execution, risk and monitoring.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect stored bar series and quarantined rows.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from core.settings import load_settings
+
+    return load_settings()
+
+
+def _emit(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _parse_utc(text: str | None, option: str) -> datetime | None:
+    from core.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"{option} {text!r} is not a date: use ISO format, 2017-01-02 or 2017-01-02T09:00Z"
+        raise UsageError(msg) from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _params_ingest(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from core.errors import UsageError
+
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: cannot read parameters ({exc})") from None
+    section = params.get("ingest")
+    if not isinstance(section, dict) or not section.get("sources"):
+        raise UsageError(f"{path}: needs an 'ingest' section with a 'sources' list")
+    allowed = {"sources", "resample", "symbol", "timeframe", "format", "tz", "side", "anchor"}
+    unknown = set(section) - allowed
+    if unknown:
+        raise UsageError(f"{path}: unknown ingest keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return section
+
+
+@app.command()
+def ingest(
+    sources: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+        typer.Argument(help="Files, folders, .zip/.gz archives or sample:eurusd-h1."),
+    ] = None,
+    symbol: Annotated[Optional[str], typer.Option(help="Symbol, when the name does not say.")] = None,  # noqa: UP045
+    timeframe: Annotated[Optional[str], typer.Option(help="M1..MN1, 60, 1h...")] = None,  # noqa: UP045
+    format: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--format", help="mt4-csv, hst, histdata, csv, lean or parquet."),
+    ] = None,
+    tz: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Source clock: UTC, an IANA zone, UTC+2, or broker:ny-close."),
+    ] = None,
+    side: Annotated[Optional[str], typer.Option(help="bid, ask or mid.")] = None,  # noqa: UP045
+    date_order: Annotated[
+        Optional[str], typer.Option("--date-order", help="dmy or mdy, for ambiguous dates.")  # noqa: UP045
+    ] = None,
+    volume_kind: Annotated[
+        Optional[str], typer.Option("--volume-kind", help="none, m1_count, tick or real.")  # noqa: UP045
+    ] = None,
+    as_of: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--as-of", help="When the export was taken (UTC); decides the last bar."),
+    ] = None,
+    resample: Annotated[
+        Optional[list[str]], typer.Option(help="Also resample to this timeframe (repeatable).")  # noqa: UP045
+    ] = None,
+    anchor: Annotated[
+        Optional[str], typer.Option(help="utc or broker: where H4/D1 buckets start.")  # noqa: UP045
+    ] = None,
+    params: Annotated[
+        Optional[Path], typer.Option(help="Read sources and options from params.yaml 'ingest'.")  # noqa: UP045
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per series.")] = False,
+) -> None:
+    """Read, validate and store bars; bad rows are quarantined with file, line and reason."""
+    from core.errors import UsageError
+    from core.timeframes import parse_timeframe
+    from core.types import Side, VolumeKind
+    from feature_store.ingest import IngestOptions
+    from feature_store.ingest import ingest as run_ingest
+
+    specs = list(sources or [])
+    if params is not None:
+        section = _params_ingest(params)
+        specs += [str(s) for s in section["sources"]]
+        resample = list(resample or []) + [str(t) for t in section.get("resample", [])]
+        symbol = symbol or section.get("symbol")
+        timeframe = timeframe or section.get("timeframe")
+        format = format or section.get("format")
+        tz = tz or section.get("tz")
+        side = side or section.get("side")
+        anchor = anchor or section.get("anchor")
+    if not specs:
+        raise UsageError("nothing to ingest: name files, folders or sample:eurusd-h1 (or --params)")
+    if anchor not in (None, "utc", "broker"):
+        raise UsageError(f"--anchor {anchor!r}: use utc or broker")
+    if date_order not in (None, "dmy", "mdy"):
+        raise UsageError(f"--date-order {date_order!r}: use dmy or mdy")
+    try:
+        side_value = Side(side.lower()) if side else None
+        kind = VolumeKind(volume_kind) if volume_kind else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    options = IngestOptions(
+        symbol=symbol,
+        timeframe=parse_timeframe(timeframe) if timeframe else None,
+        format=format,
+        clock=tz,
+        side=side_value,
+        date_order=date_order,
+        volume_kind=kind,
+        as_of=_parse_utc(as_of, "--as-of"),
+        resample=tuple(parse_timeframe(t) for t in resample or []),
+        anchor=anchor,
+    )
+    console = _err()
+    with _progress(console) as advance:
+        outcome = run_ingest(specs, options, _settings(), progress=advance)
+    if as_json:
+        for series in outcome.series:
+            _emit(series.as_json())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"ingest {outcome.run}")
+    for column in ("series", "read", "added", "duplicate", "conflicting", "quarantined",
+                   "first", "last", "jumps", "gaps"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("series", "first", "last") else "right")
+    for s in outcome.series:
+        j = s.as_json()
+        table.add_row(str(s.key), *(str(j[k]) for k in ("rows_read", "rows_added",
+                      "rows_duplicate", "rows_conflicting", "rows_quarantined", "first", "last",
+                      "jumps", "gaps")))  # fmt: skip
+    console.print(table)
+    if outcome.report:
+        console.print(f"validation report: {outcome.report}")
+    if any(s.rows_quarantined for s in outcome.series):
+        console.print("quarantined rows: solodesk data quarantine")
+
+
+class _progress:
+    """A rich progress bar on stderr, fed by (stage, done, total) callbacks."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=True,
+            disable=not console.is_terminal,
+        )  # fmt: skip
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Any:
+        self.bar.__enter__()
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+
+@app.command("resample")
+def resample_command(
+    symbol: Annotated[str, typer.Option(help="Stored symbol.")],
+    timeframe: Annotated[list[str], typer.Option(help="Target timeframe(s), e.g. H1 (repeatable).")],
+    source: Annotated[str, typer.Option(help="Timeframe to resample from.")] = "M1",
+    side: Annotated[str, typer.Option(help="bid, ask or mid.")] = "bid",
+    anchor: Annotated[Optional[str], typer.Option(help="utc or broker.")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Resample a stored series to longer timeframes (left-closed, left-labelled)."""
+    from core.errors import UsageError
+    from core.timeframes import parse_timeframe
+    from core.types import SeriesKey, Side
+    from feature_store.ingest import resample_stored
+
+    if anchor not in (None, "utc", "broker"):
+        raise UsageError(f"--anchor {anchor!r}: use utc or broker")
+    settings = _settings()
+    key = SeriesKey(symbol=settings.registry.canonical(symbol), timeframe=parse_timeframe(source),
+                    side=Side(side.lower()))  # fmt: skip
+    targets = tuple(parse_timeframe(t) for t in timeframe)
+    for outcome in resample_stored(key, targets, settings, anchor):
+        if as_json:
+            _emit(outcome.as_json())
+        else:
+            j = outcome.as_json()
+            _err().print(f"{outcome.key}: {j['rows_read']} bars, {j['rows_added']} added, "
+                         f"{j['first']} .. {j['last']}")  # fmt: skip
+
+
+@data_app.command("list")
+def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List stored series: side, rows, first, last, volume kind, version."""
+    from feature_store.store import BarStore
+
+    series = BarStore(_settings().store_dir).series()
+    records = [
+        {"symbol": s.key.symbol, "timeframe": s.key.timeframe.value, "side": s.key.side.value,
+         "rows": s.rows, "first": s.first, "last": s.last, "volume_kind": s.volume_kind.value,
+         "spread": s.has_spread, "version": s.version,
+         "sources": [src["name"] for src in s.sources]}
+        for s in series
+    ]  # fmt: skip
+    if as_json:
+        for record in records:
+            _emit(record)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not records:
+        _err().print("no series stored yet: try  solodesk ingest sample:eurusd-h1")
+        return
+    table = Table(title=f"{len(records)} series")
+    for column in ("symbol", "timeframe", "side", "rows", "first", "last", "volume_kind", "spread", "version"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for r in records:
+        table.add_row(*(str(r[c]) for c in ("symbol", "timeframe", "side", "rows", "first", "last",
+                                             "volume_kind", "spread", "version")))  # fmt: skip
+    Console().print(table)
+
+
+@data_app.command("show")
+def data_show(
+    symbol: Annotated[str, typer.Option(help="Stored symbol.")],
+    timeframe: Annotated[str, typer.Option(help="M1..MN1.")],
+    side: Annotated[Optional[str], typer.Option(help="bid, ask or mid (default: the only one).")] = None,  # noqa: UP045
+    tail: Annotated[int, typer.Option(help="Show the last N bars.")] = 10,
+    start: Annotated[Optional[str], typer.Option("--from", help="From this UTC date (inclusive).")] = None,  # noqa: UP045
+    end: Annotated[Optional[str], typer.Option("--to", help="To this UTC date (exclusive).")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show the bars of one series."""
+    from core.errors import UsageError
+    from core.timeframes import parse_timeframe
+    from feature_store.store import BarStore
+
+    settings = _settings()
+    store = BarStore(settings.store_dir)
+    canonical = settings.registry.canonical(symbol)
+    tf = parse_timeframe(timeframe)
+    matches = [s for s in store.series() if s.key.symbol == canonical and s.key.timeframe is tf
+               and (side is None or s.key.side.value == side.lower())]  # fmt: skip
+    if len(matches) != 1:
+        have = ", ".join(str(s.key) for s in store.series()) or "none"
+        what = "several sides: give --side" if matches else "no such series"
+        raise UsageError(f"{canonical} {tf.value}: {what} (stored: {have})")
+    bars = store.read(matches[0].key, _parse_utc(start, "--from"), _parse_utc(end, "--to"))
+    bars = bars.tail(tail)
+    if as_json:
+        for row in bars.iter_rows(named=True):
+            row["ts"] = row["ts"].strftime("%Y-%m-%dT%H:%M:%SZ")
+            _emit(row)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{matches[0].key} ({matches[0].rows} bars, version {matches[0].version})")
+    for column in bars.columns:
+        table.add_column(column)
+    for row in bars.iter_rows():
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)
+
+
+@data_app.command("quarantine")
+def data_quarantine(
+    symbol: Annotated[Optional[str], typer.Option(help="Only this symbol.")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option(help="Show at most N rows (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show quarantined rows with their run, source file, line and reason."""
+    import polars as pl
+
+    from feature_store.store import BarStore
+
+    settings = _settings()
+    rows = BarStore(settings.store_dir).quarantine()
+    if symbol:
+        rows = rows.filter(pl.col("symbol") == settings.registry.canonical(symbol))
+    total = rows.height
+    if limit:
+        rows = rows.head(limit)
+    if as_json:
+        for row in rows.iter_rows(named=True):
+            if row["ts"] is not None:
+                row["ts"] = row["ts"].strftime("%Y-%m-%dT%H:%M:%SZ")
+            _emit(row)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if total == 0:
+        _err().print("no quarantined rows")
+        return
+    table = Table(title=f"{total} quarantined rows" + (f" (first {rows.height})" if total > rows.height else ""))
+    for column in ("run", "source", "line", "series", "reason", "raw"):
+        table.add_column(column, overflow="fold")
+    for r in rows.iter_rows(named=True):
+        table.add_row(r["run"], r["source"], str(r["line"] or ""),
+                      f"{r['symbol']} {r['timeframe']} {r['side']}", r["reason"], r["raw"])  # fmt: skip
+    Console().print(table)
+
+
+@app.command()
+def instruments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the instrument registry (built-ins plus solodesk.toml)."""
+    registry = _settings().registry
+    if as_json:
+        for instrument in registry:
+            _emit(instrument.model_dump(mode="json"))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(registry)} instruments")
+    for column in ("symbol", "class", "base", "quote", "digits", "pip", "contract", "calendar", "aliases"):
+        table.add_column(column)
+    for i in registry:
+        table.add_row(i.symbol, i.asset_class.value, i.base, i.quote, str(i.digits), str(i.pip_size),
+                      f"{i.contract_size:g}", i.calendar, ", ".join(i.aliases))  # fmt: skip
+    Console().print(table)
+
+
+def main() -> None:
+    """Run the command line, mapping errors to exit statuses (1 unexpected, 2 bad input)."""
+    from core.errors import SolodeskError
+
+    try:
+        app(standalone_mode=False)
+    except SolodeskError as exc:
+        _err().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except SystemExit:
+        raise
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        import traceback
+
+        traceback.print_exc()
+        _err().print(f"[bold red]unexpected error:[/] {exc}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

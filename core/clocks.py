@@ -1,0 +1,93 @@
+"""Source clocks and their conversion to UTC.
+
+A clock names how a file's timestamps were written:
+
+- ``UTC`` (or ``GMT``);
+- an IANA zone, such as ``Europe/London`` or the fixed ``Etc/GMT+5`` (UTC-5, HistData's EST);
+- a fixed offset, ``UTC+2`` or ``UTC-05:00``;
+- ``broker:ny-close``: MetaTrader servers on New York close, America/New_York + 7 h, so UTC+2 in
+  winter and UTC+3 while US daylight saving is in force. The broker day starts at 17:00 New York.
+
+Local times that do not exist (the hour skipped when clocks go forward) become null and are
+quarantined by ingestion; ambiguous ones (the hour repeated when clocks go back) take the earlier
+instant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+from core.errors import UsageError
+
+NEW_YORK = "America/New_York"
+BROKER_NY_CLOSE = "broker:ny-close"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A source clock: an IANA zone plus a constant shift of the local wall time."""
+
+    name: str
+    zone: str
+    shift: timedelta = timedelta(0)
+
+    def to_utc(self, local: pl.Expr) -> pl.Expr:
+        """Return the UTC instant of naive local wall times (null where the time does not exist)."""
+        shifted = local - self.shift if self.shift else local
+        if self.zone == "UTC":
+            return shifted.dt.replace_time_zone("UTC")
+        return shifted.dt.replace_time_zone(
+            self.zone, ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
+
+    def from_utc(self, utc: pl.Expr) -> pl.Expr:
+        """Return naive local wall times of UTC instants."""
+        local = utc.dt.convert_time_zone(self.zone).dt.replace_time_zone(None)
+        return local + self.shift if self.shift else local
+
+    def __str__(self) -> str:
+        return self.name
+
+
+UTC = Clock("UTC", "UTC")
+BROKER = Clock(BROKER_NY_CLOSE, NEW_YORK, timedelta(hours=7))
+
+
+def parse_clock(spec: str | Clock) -> Clock:
+    """Parse a clock name (``UTC``, an IANA zone, ``UTC+2``, ``broker:ny-close``).
+
+    Raises
+    ------
+    UsageError
+        If the name is no known clock.
+    """
+    if isinstance(spec, Clock):
+        return spec
+    text = spec.strip()
+    if text.upper() in {"UTC", "GMT", "Z", "ETC/UTC", "ETC/GMT"}:
+        return UTC
+    if text.lower() in {BROKER_NY_CLOSE, "broker", "ny-close", "mt4"}:
+        return BROKER
+    offset = re.fullmatch(r"(?:UTC|GMT)([+-])(\d{1,2})(?::?(\d{2}))?", text, flags=re.IGNORECASE)
+    if offset:
+        sign = 1 if offset.group(1) == "+" else -1
+        hours, minutes = int(offset.group(2)), int(offset.group(3) or 0)
+        if minutes == 0:
+            # Etc/GMT zones have POSIX signs: Etc/GMT-2 is UTC+2.
+            zone = "UTC" if hours == 0 else f"Etc/GMT{'-' if sign > 0 else '+'}{hours}"
+            return Clock(text, zone)
+        return Clock(text, "UTC", timedelta(hours=sign * hours, minutes=sign * minutes))
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        msg = (
+            f"unknown clock {spec!r}: use UTC, an IANA zone (America/New_York, Etc/GMT+5), "
+            "a fixed offset (UTC+2) or broker:ny-close"
+        )
+        raise UsageError(msg) from None
+    return Clock(text, text)

@@ -1,0 +1,27 @@
+"""Errors every layer raises; the command line maps them to exit statuses."""
+
+from __future__ import annotations
+
+
+class SolodeskError(Exception):
+    """Base class of every error solodesk raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(SolodeskError):
+    """Bad usage or bad input: the caller can fix it (exit status 2)."""
+
+    exit_code = 2
+
+
+class DataError(UsageError):
+    """Unreadable or unusable input data, naming the source and line where there is one."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        where = ""
+        if source is not None:
+            where = f"{source}:{line}: " if line is not None else f"{source}: "
+        super().__init__(f"{where}{message}")

@@ -1,0 +1,87 @@
+"""Settings: environment (``SOLODESK_*``), then ``solodesk.toml``, then defaults.
+
+``SOLODESK_HOME`` (default ``./data``) holds everything a run writes. ``solodesk.toml`` is read
+from the working directory, or from the path in ``SOLODESK_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from core.instruments import InstrumentRegistry
+from core.types import Instrument
+
+
+def config_file() -> Path:
+    """Return the path of the optional settings file."""
+    return Path(os.environ.get("SOLODESK_CONFIG", "solodesk.toml"))
+
+
+class ValidationSettings(BaseSettings):
+    """Thresholds of the bar validation suite."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")  # type: ignore[assignment]
+
+    jump_sigmas: float = Field(default=10.0, gt=0)
+    jump_window: int = Field(default=200, ge=10)
+    max_gaps_listed: int = Field(default=20, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a desk."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOLODESK_", extra="forbid", frozen=True, env_nested_delimiter="__"
+    )
+
+    home: Path = Path("data")
+    account_currency: str = "USD"
+    instruments: tuple[Instrument, ...] = ()
+    validation: ValidationSettings = ValidationSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def store_dir(self) -> Path:
+        """Return the root of the Parquet store."""
+        return self.home / "store"
+
+    @property
+    def catalog_path(self) -> Path:
+        """Return the DuckDB catalog file."""
+        return self.home / "catalog.duckdb"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Return where validation reports and tearsheets go."""
+        return self.home / "reports"
+
+    @cached_property
+    def registry(self) -> InstrumentRegistry:
+        """Return the instrument registry with the user's instruments added."""
+        return InstrumentRegistry.default(self.instruments)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Return settings from the environment and ``solodesk.toml``, with ``overrides`` on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

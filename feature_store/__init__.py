@@ -1,0 +1,1 @@
+"""Persistence: the Parquet bar store, its DuckDB catalog, sources and reports."""

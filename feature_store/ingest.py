@@ -1,0 +1,416 @@
+"""Ingest sources into the store: read, parse, check, validate, merge, commit, report.
+
+Everything is parsed and checked before anything is written, so bad input stores nothing. Rows
+that break a rule are quarantined with source, line and reason; they are never stored as bars
+and never dropped in silence.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from core.calendars import get_calendar
+from core.clocks import BROKER, UTC, Clock, parse_clock
+from core.errors import SolodeskError
+from core.settings import Settings
+from core.timeframes import Timeframe, parse_timeframe
+from core.types import SeriesKey, Side, VolumeKind
+from feature_store.catalog import rebuild_catalog
+from feature_store.reports import render_data_docs, render_summary, write_report
+from feature_store.sources import SAMPLES, digest, read_sources
+from feature_store.store import BarStore, SeriesInfo, Transaction, iso
+from pipelines.ingest.merge import merge_bars
+from pipelines.ingest.normalize import QUARANTINE_SCHEMA, SeriesBatch, normalize
+from pipelines.ingest.parsers import parse_source
+from pipelines.resample import resample_bars, resampled_volume_kind
+from pipelines.validate.flags import quality_flags
+
+Progress = Callable[[str, int, int], None]
+_VOLUME_RANK = [VolumeKind.NONE, VolumeKind.M1_COUNT, VolumeKind.TICK, VolumeKind.REAL]
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What a person said on the command line (None: let the source decide)."""
+
+    symbol: str | None = None
+    timeframe: Timeframe | None = None
+    format: str | None = None
+    clock: str | None = None
+    side: Side | None = None
+    date_order: str | None = None
+    volume_kind: VolumeKind | None = None
+    as_of: datetime | None = None
+    resample: tuple[Timeframe, ...] = ()
+    anchor: str | None = None  # "utc" | "broker" | None (by the instrument's calendar)
+    reports: bool = True
+
+
+@dataclass
+class SeriesOutcome:
+    """What one invocation did to one series."""
+
+    key: SeriesKey
+    sources: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_added: int = 0
+    rows_duplicate: int = 0
+    rows_conflicting: int = 0
+    rows_quarantined: int = 0
+    first: str | None = None
+    last: str | None = None
+    version: str = ""
+    seconds: float = 0.0
+    flags: dict[str, Any] = field(default_factory=dict)
+    expectations: str = ""
+    data_docs: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the JSON line of this series."""
+        return {
+            "symbol": self.key.symbol,
+            "timeframe": self.key.timeframe.value,
+            "side": self.key.side.value,
+            "rows_read": self.rows_read,
+            "rows_added": self.rows_added,
+            "rows_duplicate": self.rows_duplicate,
+            "rows_conflicting": self.rows_conflicting,
+            "rows_quarantined": self.rows_quarantined,
+            "first": self.first,
+            "last": self.last,
+            "seconds": round(self.seconds, 3),
+            "version": self.version,
+            "sources": self.sources,
+            "jumps": self.flags.get("jumps", 0),
+            "gaps": self.flags.get("gaps", 0),
+            "expectations": self.expectations,
+        }
+
+
+@dataclass
+class IngestOutcome:
+    """The result of one ingest invocation."""
+
+    run: str
+    series: list[SeriesOutcome]
+    report: Path | None
+
+
+def new_run_id() -> str:
+    """Return a sortable, unique run identifier."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _anchor_clock(key: SeriesKey, target: Timeframe, anchor: str | None, settings: Settings) -> Clock:
+    if target not in (Timeframe.H4, Timeframe.D1, Timeframe.W1, Timeframe.MN1):
+        return UTC
+    if anchor == "utc":
+        return UTC
+    if anchor == "broker":
+        return BROKER
+    calendar = settings.registry.get(key.symbol).calendar
+    return BROKER if calendar == "fx" else UTC
+
+
+def _by_year(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    if frame.height == 0:
+        return {}
+    years = frame["ts"].dt.year()
+    return {
+        int(y): part.drop("_year")
+        for (y,), part in frame.with_columns(years.alias("_year")).group_by("_year")
+    }
+
+
+def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
+              progress: Progress | None = None) -> list[tuple[SeriesBatch, str]]:  # fmt: skip
+    """Read, parse and check every source; return the batches with their sources' digests."""
+    batches: list[tuple[SeriesBatch, str]] = []
+    raws = [raw for spec in specs for raw in read_sources(spec, options.format)]
+    for n, raw in enumerate(raws, 1):
+        sample = SAMPLES.get(raw.name, {})
+        parsed = parse_source(raw, date_order=options.date_order or sample.get("date_order"))
+        if sample.get("complete") == "yes":
+            parsed = replace(parsed, may_end_with_forming_bar=False)
+        clock = options.clock or sample.get("clock")
+        volume_kind = options.volume_kind or (
+            VolumeKind(sample["volume_kind"]) if "volume_kind" in sample else None
+        )
+        tf = options.timeframe or (parse_timeframe(sample["timeframe"]) if sample else None)
+        side = options.side or (Side(sample["side"]) if sample else None)
+        for batch in normalize(
+            parsed,
+            registry=settings.registry,
+            symbol=options.symbol or sample.get("symbol"),
+            timeframe=tf,
+            side=side,
+            clock=parse_clock(clock) if clock else None,
+            volume_kind=volume_kind,
+            as_of=options.as_of,
+        ):
+            batches.append((batch, digest(raw.data)))
+        if progress:
+            progress("parse", n, len(raws))
+    return batches
+
+
+def ingest(
+    specs: list[str],
+    options: IngestOptions,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> IngestOutcome:
+    """Ingest sources into the store under ``settings.home`` and return what happened.
+
+    Raises
+    ------
+    DataError
+        On unreadable input; nothing is stored.
+    SolodeskError
+        If the validation suite fails on rows the row rules accepted; nothing is stored.
+    """
+    run = new_run_id()
+    started = time.perf_counter()
+    batches = parse_all(specs, options, settings, progress)
+    outcomes: dict[SeriesKey, SeriesOutcome] = {}
+    results: dict[str, Any] = {}
+    for n, (batch, _) in enumerate(batches, 1):
+        outcome = outcomes.setdefault(batch.key, SeriesOutcome(batch.key))
+        outcome.sources.append(batch.source)
+        outcome.rows_read += batch.rows_read
+        outcome.rows_duplicate += batch.rows_duplicate
+        outcome.rows_conflicting += batch.rows_conflicting
+        outcome.rows_quarantined += batch.quarantine.height
+        calendar = get_calendar(settings.registry.get(batch.key.symbol).calendar)
+        flags = quality_flags(
+            batch.bars, batch.key.timeframe, calendar,
+            jump_sigmas=settings.validation.jump_sigmas,
+            jump_window=settings.validation.jump_window,
+            listed=settings.validation.max_gaps_listed,
+        ).as_dict()  # fmt: skip
+        _add_flags(outcome.flags, flags)
+        if batch.bars.height:
+            from pipelines.validate.suite import validate_bars
+
+            result = validate_bars(batch.bars, f"{batch.key.slug}-{n}")
+            results[f"{batch.key.slug}-{n}"] = result
+            stats = result.statistics
+            outcome.expectations = (
+                f"{stats['successful_expectations']}/{stats['evaluated_expectations']} passed"
+            )
+            if not result.success:
+                failed = [r.expectation_config.type for r in result.results if not r.success]
+                msg = (
+                    f"{batch.source}: validation suite failed on accepted rows ({', '.join(failed)}); "
+                    "nothing was stored"
+                )
+                raise SolodeskError(msg)
+        if progress:
+            progress("validate", n, len(batches))
+
+    store = BarStore(settings.store_dir)
+    quarantine_frames: list[pl.DataFrame] = []
+    with store.transaction() as tx:
+        groups: dict[SeriesKey, list[tuple[SeriesBatch, str]]] = {}
+        for batch, source_digest in batches:
+            groups.setdefault(batch.key, []).append((batch, source_digest))
+        for n, (key, group) in enumerate(groups.items(), 1):
+            t0 = time.perf_counter()
+            quarantine_frames += _store_series(tx, store, key, group, outcomes[key])
+            outcomes[key].seconds += time.perf_counter() - t0
+            if progress:
+                progress("store", n, len(groups))
+        for target in options.resample:
+            for key in list(groups):
+                t0 = time.perf_counter()
+                outcome = _resample_series(tx, store, key, target, options, settings)
+                if outcome is not None:
+                    outcome.seconds = time.perf_counter() - t0
+                    outcomes[outcome.key] = outcome
+        quarantine_frames += [b.quarantine for b, _ in batches]
+        quarantine = _new_quarantine(store, quarantine_frames)
+        tx.put_quarantine(run, quarantine)
+        record = {
+            "run": run,
+            "at": iso(datetime.now(timezone.utc)),
+            "sources": sorted({b.source for b, _ in batches}),
+            "series": [o.as_json() for o in outcomes.values()],
+        }
+        tx.put_run(run, record)
+        tx.commit()
+    rebuild_catalog(store, settings.catalog_path)
+
+    report = None
+    if options.reports:
+        report = _write_reports(settings, run, outcomes, results, quarantine_frames)
+    elapsed = time.perf_counter() - started
+    for outcome in outcomes.values():
+        outcome.seconds = outcome.seconds or elapsed
+    return IngestOutcome(run=run, series=list(outcomes.values()), report=report)
+
+
+def _add_flags(total: dict[str, Any], flags: dict[str, Any]) -> None:
+    for name in ("jumps", "gaps", "missing_bars"):
+        total[name] = total.get(name, 0) + flags[name]
+    for name in ("jump_examples", "largest_gaps"):
+        total.setdefault(name, []).extend(flags[name])
+
+
+def _conflict_rows(losers: pl.DataFrame, key: SeriesKey, source: str) -> pl.DataFrame:
+    return losers.select(
+        pl.lit(source).alias("source"),
+        pl.lit(None, dtype=pl.Int64).alias("line"),
+        pl.lit(key.symbol).alias("symbol"),
+        pl.lit(key.timeframe.value).alias("timeframe"),
+        pl.lit(key.side.value).alias("side"),
+        pl.col("ts"),
+        pl.lit("conflict: another version of this bar is stored (preferred: with spread, then "
+               "larger volume, then lower prices)").alias("reason"),
+        pl.format("open={} high={} low={} close={} volume={} spread={}", "open", "high", "low",
+                  "close", "volume", "spread").alias("raw"),
+    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _store_series(
+    tx: Transaction,
+    store: BarStore,
+    key: SeriesKey,
+    group: list[tuple[SeriesBatch, str]],
+    outcome: SeriesOutcome,
+) -> list[pl.DataFrame]:
+    entry = tx.manifest["series"].get(key.slug)
+    info = SeriesInfo.from_dict(entry) if entry else SeriesInfo(key, group[0][0].volume_kind)
+    years: set[int] = set()
+    for batch, _ in group:
+        if batch.bars.height:
+            years |= set(batch.bars["ts"].dt.year().unique().to_list())
+    current = store.read(key, years=years, info=info) if entry else pl.DataFrame(schema=group[0][0].bars.schema)
+    conflicts: list[pl.DataFrame] = []
+    for batch, source_digest in group:
+        result = merge_bars(current, batch.bars)
+        current = result.bars
+        outcome.rows_added += result.added
+        outcome.rows_duplicate += result.duplicate
+        outcome.rows_conflicting += result.conflicting
+        conflicts.append(batch.conflicts)
+        if result.losers.height:
+            conflicts.append(_conflict_rows(result.losers, key, batch.source))
+        rank = max(_VOLUME_RANK.index(info.volume_kind), _VOLUME_RANK.index(batch.volume_kind))
+        info.volume_kind = _VOLUME_RANK[rank]
+        source = {"name": batch.source, "sha256": source_digest, "format": batch.format,
+                  "rows_added": result.added}  # fmt: skip
+        known = {(s["name"], s["sha256"]) for s in info.sources}
+        if (source["name"], source["sha256"]) not in known:
+            info.sources.append(source)
+    by_year = _by_year(current)
+    changed = {y: f for y, f in by_year.items() if y in years}
+    info = tx.put_series(info, changed)
+    outcome.first, outcome.last, outcome.version = info.first, info.last, info.version
+    return conflicts
+
+
+def _resample_series(
+    tx: Transaction,
+    store: BarStore,
+    key: SeriesKey,
+    target: Timeframe,
+    options: IngestOptions,
+    settings: Settings,
+) -> SeriesOutcome | None:
+    if target.minutes <= key.timeframe.minutes:
+        return None
+    entry = tx.manifest["series"][key.slug]
+    info = SeriesInfo.from_dict(entry)
+    # Read through the transaction's manifest: it names the files staged a moment ago.
+    source = store.read(key, info=info)
+    anchor = _anchor_clock(key, target, options.anchor, settings)
+    kind = resampled_volume_kind(info.volume_kind, key.timeframe)
+    bars = resample_bars(source, key.timeframe, target, anchor=anchor, volume_kind=info.volume_kind)
+    target_key = SeriesKey(symbol=key.symbol, timeframe=target, side=key.side)
+    outcome = SeriesOutcome(target_key, sources=[f"resample:{key.slug}"], rows_read=bars.height)
+    target_entry = tx.manifest["series"].get(target_key.slug)
+    target_info = SeriesInfo.from_dict(target_entry) if target_entry else SeriesInfo(target_key, kind)
+    existing = store.read(target_key, info=target_info) if target_entry else bars.clear()
+    result = merge_bars(existing, bars)
+    outcome.rows_added, outcome.rows_duplicate = result.added, result.duplicate
+    outcome.rows_conflicting = result.conflicting
+    years = set(bars["ts"].dt.year().unique().to_list()) if bars.height else set()
+    changed = {y: f for y, f in _by_year(result.bars).items() if y in years}
+    if not any(s["name"] == f"resample:{key.slug}" for s in target_info.sources):
+        target_info.sources.append({"name": f"resample:{key.slug}", "anchor": str(anchor)})
+    target_info = tx.put_series(target_info, changed)
+    outcome.first, outcome.last = target_info.first, target_info.last
+    outcome.version = target_info.version
+    return outcome
+
+
+def _new_quarantine(store: BarStore, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    rows = pl.concat(frames).unique(maintain_order=True)
+    seen = store.quarantine()
+    if seen.height:
+        keys = ["source", "line", "ts", "reason", "raw"]
+        rows = rows.join(seen.select(keys).unique(), on=keys, how="anti", nulls_equal=True)
+    return rows
+
+
+def _write_reports(
+    settings: Settings,
+    run: str,
+    outcomes: dict[SeriesKey, SeriesOutcome],
+    results: dict[str, Any],
+    quarantine_frames: list[pl.DataFrame],
+) -> Path:
+    folder = settings.reports_dir / f"ingest-{run}"
+    for name, result in results.items():
+        write_report(folder, f"{name}.html", render_data_docs(result))
+        slug = name.rsplit("-", 1)[0]
+        for outcome in outcomes.values():
+            if outcome.key.slug == slug and outcome.data_docs is None:
+                outcome.data_docs = f"{name}.html"
+    frames = [f for f in quarantine_frames if f.height]
+    sample = pl.concat(frames).head(200).to_dicts() if frames else []
+    summary = [dict(o.as_json(), flags=o.flags, data_docs=o.data_docs) for o in outcomes.values()]
+    return write_report(folder, "index.html", render_summary(run, summary, sample))
+
+
+def resample_stored(
+    key: SeriesKey,
+    targets: tuple[Timeframe, ...],
+    settings: Settings,
+    anchor: str | None = None,
+) -> list[SeriesOutcome]:
+    """Resample a stored series to longer timeframes and store the results."""
+    store = BarStore(settings.store_dir)
+    outcomes: list[SeriesOutcome] = []
+    with store.transaction() as tx:
+        if key.slug not in tx.manifest["series"]:
+            from core.errors import UsageError
+
+            known = ", ".join(sorted(tx.manifest["series"])) or "none yet"
+            msg = f"no stored series {key}: ingest it first (stored: {known})"
+            raise UsageError(msg)
+        options = IngestOptions(anchor=anchor)
+        for target in targets:
+            t0 = time.perf_counter()
+            outcome = _resample_series(tx, store, key, target, options, settings)
+            if outcome is None:
+                from core.errors import UsageError
+
+                msg = f"cannot resample {key.timeframe.value} to {target.value}: choose a longer timeframe"
+                raise UsageError(msg)
+            outcome.seconds = time.perf_counter() - t0
+            outcomes.append(outcome)
+        tx.commit()
+    rebuild_catalog(store, settings.catalog_path)
+    return outcomes

@@ -1,0 +1,1 @@
+"""Validation of bar series: row-level flags in Polars and the Great Expectations suite."""
