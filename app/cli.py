@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -58,7 +58,7 @@ def _parse_utc(text: str | None, option: str) -> datetime | None:
     except ValueError:
         msg = f"{option} {text!r} is not a date: use ISO format, 2017-01-02 or 2017-01-02T09:00Z"
         raise UsageError(msg) from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _params_ingest(path: Path) -> dict[str, Any]:
@@ -76,7 +76,9 @@ def _params_ingest(path: Path) -> dict[str, Any]:
     allowed = {"sources", "resample", "symbol", "timeframe", "format", "tz", "side", "anchor"}
     unknown = set(section) - allowed
     if unknown:
-        raise UsageError(f"{path}: unknown ingest keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise UsageError(
+            f"{path}: unknown ingest keys {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
     return section
 
 
@@ -86,7 +88,7 @@ def ingest(
         Optional[list[str]],  # noqa: UP045 - typer needs Optional here
         typer.Argument(help="Files, folders, .zip/.gz archives or sample:eurusd-h1."),
     ] = None,
-    symbol: Annotated[Optional[str], typer.Option(help="Symbol, when the name does not say.")] = None,  # noqa: UP045
+    symbol: Annotated[str | None, typer.Option(help="Symbol, when the name does not say.")] = None,
     timeframe: Annotated[Optional[str], typer.Option(help="M1..MN1, 60, 1h...")] = None,  # noqa: UP045
     format: Annotated[
         Optional[str],  # noqa: UP045
@@ -116,7 +118,9 @@ def ingest(
     params: Annotated[
         Optional[Path], typer.Option(help="Read sources and options from params.yaml 'ingest'.")  # noqa: UP045
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per series.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line per series.")
+    ] = False,
 ) -> None:
     """Read, validate and store bars; bad rows are quarantined with file, line and reason."""
     from core.errors import UsageError
@@ -160,7 +164,7 @@ def ingest(
         anchor=anchor,
     )
     console = _err()
-    with _progress(console) as advance:
+    with _Progress(console) as advance:
         outcome = run_ingest(specs, options, _settings(), progress=advance)
     if as_json:
         for series in outcome.series:
@@ -171,7 +175,9 @@ def ingest(
     table = Table(title=f"ingest {outcome.run}")
     for column in ("series", "read", "added", "duplicate", "conflicting", "quarantined",
                    "first", "last", "jumps", "gaps"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("series", "first", "last") else "right")
+        table.add_column(
+            column, justify="left" if column in ("series", "first", "last") else "right"
+        )
     for s in outcome.series:
         j = s.as_json()
         table.add_row(str(s.key), *(str(j[k]) for k in ("rows_read", "rows_added",
@@ -184,11 +190,17 @@ def ingest(
         console.print("quarantined rows: solodesk data quarantine")
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr, fed by (stage, done, total) callbacks."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.bar = Progress(
             TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
@@ -214,7 +226,9 @@ class _progress:
 @app.command("resample")
 def resample_command(
     symbol: Annotated[str, typer.Option(help="Stored symbol.")],
-    timeframe: Annotated[list[str], typer.Option(help="Target timeframe(s), e.g. H1 (repeatable).")],
+    timeframe: Annotated[
+        list[str], typer.Option(help="Target timeframe(s), e.g. H1 (repeatable).")
+    ],
     source: Annotated[str, typer.Option(help="Timeframe to resample from.")] = "M1",
     side: Annotated[str, typer.Option(help="bid, ask or mid.")] = "bid",
     anchor: Annotated[Optional[str], typer.Option(help="utc or broker.")] = None,  # noqa: UP045
@@ -265,7 +279,17 @@ def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         _err().print("no series stored yet: try  solodesk ingest sample:eurusd-h1")
         return
     table = Table(title=f"{len(records)} series")
-    for column in ("symbol", "timeframe", "side", "rows", "first", "last", "volume_kind", "spread", "version"):
+    for column in (
+        "symbol",
+        "timeframe",
+        "side",
+        "rows",
+        "first",
+        "last",
+        "volume_kind",
+        "spread",
+        "version",
+    ):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for r in records:
         table.add_row(*(str(r[c]) for c in ("symbol", "timeframe", "side", "rows", "first", "last",
@@ -277,10 +301,14 @@ def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def data_show(
     symbol: Annotated[str, typer.Option(help="Stored symbol.")],
     timeframe: Annotated[str, typer.Option(help="M1..MN1.")],
-    side: Annotated[Optional[str], typer.Option(help="bid, ask or mid (default: the only one).")] = None,  # noqa: UP045
+    side: Annotated[
+        str | None, typer.Option(help="bid, ask or mid (default: the only one).")
+    ] = None,
     tail: Annotated[int, typer.Option(help="Show the last N bars.")] = 10,
-    start: Annotated[Optional[str], typer.Option("--from", help="From this UTC date (inclusive).")] = None,  # noqa: UP045
-    end: Annotated[Optional[str], typer.Option("--to", help="To this UTC date (exclusive).")] = None,  # noqa: UP045
+    start: Annotated[
+        str | None, typer.Option("--from", help="From this UTC date (inclusive).")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="To this UTC date (exclusive).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show the bars of one series."""
@@ -311,8 +339,8 @@ def data_show(
     table = Table(title=f"{matches[0].key} ({matches[0].rows} bars, version {matches[0].version})")
     for column in bars.columns:
         table.add_column(column)
-    for row in bars.iter_rows():
-        table.add_row(*(str(v) for v in row))
+    for values in bars.iter_rows():
+        table.add_row(*(str(v) for v in values))
     Console().print(table)
 
 
@@ -346,7 +374,10 @@ def data_quarantine(
     if total == 0:
         _err().print("no quarantined rows")
         return
-    table = Table(title=f"{total} quarantined rows" + (f" (first {rows.height})" if total > rows.height else ""))
+    table = Table(
+        title=f"{total} quarantined rows"
+        + (f" (first {rows.height})" if total > rows.height else "")
+    )
     for column in ("run", "source", "line", "series", "reason", "raw"):
         table.add_column(column, overflow="fold")
     for r in rows.iter_rows(named=True):
@@ -367,7 +398,17 @@ def instruments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     from rich.table import Table
 
     table = Table(title=f"{len(registry)} instruments")
-    for column in ("symbol", "class", "base", "quote", "digits", "pip", "contract", "calendar", "aliases"):
+    for column in (
+        "symbol",
+        "class",
+        "base",
+        "quote",
+        "digits",
+        "pip",
+        "contract",
+        "calendar",
+        "aliases",
+    ):
         table.add_column(column)
     for i in registry:
         table.add_row(i.symbol, i.asset_class.value, i.base, i.quote, str(i.digits), str(i.pip_size),

@@ -53,9 +53,7 @@ class TradingCalendar:
         per_day = self.minutes_per_day
         in_day = pl.when(weekday < self.days).then((minute - self.start).clip(0, per_day))
         return (
-            week * self.days * per_day
-            + weekday.clip(0, self.days) * per_day
-            + in_day.otherwise(0)
+            week * self.days * per_day + weekday.clip(0, self.days) * per_day + in_day.otherwise(0)
         )
 
     def trading_days(self, ts_utc: pl.Expr) -> pl.Expr:

@@ -26,7 +26,20 @@ from core.types import AssetClass, Instrument
 
 # Conventional order of precedence when forming a pair's name (EUR before USD, USD before JPY).
 CURRENCIES = ("EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF", "JPY")
-OTHER_CURRENCIES = ("SEK", "NOK", "DKK", "PLN", "HUF", "CZK", "TRY", "ZAR", "MXN", "SGD", "HKD", "CNH")
+OTHER_CURRENCIES = (
+    "SEK",
+    "NOK",
+    "DKK",
+    "PLN",
+    "HUF",
+    "CZK",
+    "TRY",
+    "ZAR",
+    "MXN",
+    "SGD",
+    "HKD",
+    "CNH",
+)
 _ALL_CURRENCIES = frozenset(CURRENCIES + OTHER_CURRENCIES)
 
 

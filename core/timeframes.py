@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from enum import Enum
+from enum import StrEnum
 
 from core.errors import UsageError
 
 
-class Timeframe(str, Enum):
+class Timeframe(StrEnum):
     """A bar length. W1 and MN1 have calendar lengths; their ``minutes`` are nominal."""
 
     M1 = "M1"

@@ -5,15 +5,15 @@ Messages are immutable: derive a new one with ``model_copy(update=...)``, never 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.timeframes import Timeframe
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     """The price side a bar series quotes."""
 
     BID = "bid"
@@ -21,7 +21,7 @@ class Side(str, Enum):
     MID = "mid"
 
 
-class VolumeKind(str, Enum):
+class VolumeKind(StrEnum):
     """What a series' volume column counts."""
 
     NONE = "none"  # no volume in the source (HistData, most FX files)
@@ -30,7 +30,7 @@ class VolumeKind(str, Enum):
     REAL = "real"  # traded quantity (exchange volume)
 
 
-class AssetClass(str, Enum):
+class AssetClass(StrEnum):
     """Broad instrument families; each has its own calendar and conventions."""
 
     FX = "fx"
@@ -48,7 +48,7 @@ class Frozen(BaseModel):
 
 
 def _require_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() != timezone.utc.utcoffset(None):
+    if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
         msg = f"timestamp {value.isoformat()} must be timezone-aware UTC"
         raise ValueError(msg)
     return value
@@ -114,7 +114,7 @@ class Bar(Frozen):
         return self
 
 
-class OrderSide(str, Enum):
+class OrderSide(StrEnum):
     """Direction of an order or a fill."""
 
     BUY = "buy"

@@ -11,14 +11,15 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from core.calendars import get_calendar
-from core.clocks import BROKER, UTC, Clock, parse_clock
+from core.clocks import BROKER, Clock, parse_clock
+from core.clocks import UTC as UTC_CLOCK
 from core.errors import SolodeskError
 from core.settings import Settings
 from core.timeframes import Timeframe, parse_timeframe
@@ -106,18 +107,20 @@ class IngestOutcome:
 
 def new_run_id() -> str:
     """Return a sortable, unique run identifier."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def _anchor_clock(key: SeriesKey, target: Timeframe, anchor: str | None, settings: Settings) -> Clock:
+def _anchor_clock(
+    key: SeriesKey, target: Timeframe, anchor: str | None, settings: Settings
+) -> Clock:
     if target not in (Timeframe.H4, Timeframe.D1, Timeframe.W1, Timeframe.MN1):
-        return UTC
+        return UTC_CLOCK
     if anchor == "utc":
-        return UTC
+        return UTC_CLOCK
     if anchor == "broker":
         return BROKER
     calendar = settings.registry.get(key.symbol).calendar
-    return BROKER if calendar == "fx" else UTC
+    return BROKER if calendar == "fx" else UTC_CLOCK
 
 
 def _by_year(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
@@ -207,7 +210,11 @@ def ingest(
                 f"{stats['successful_expectations']}/{stats['evaluated_expectations']} passed"
             )
             if not result.success:
-                failed = [r.expectation_config.type for r in result.results if not r.success]
+                failed = [
+                    str(r.expectation_config.type) if r.expectation_config else "?"
+                    for r in result.results
+                    if not r.success
+                ]
                 msg = (
                     f"{batch.source}: validation suite failed on accepted rows ({', '.join(failed)}); "
                     "nothing was stored"
@@ -231,16 +238,16 @@ def ingest(
         for target in options.resample:
             for key in list(groups):
                 t0 = time.perf_counter()
-                outcome = _resample_series(tx, store, key, target, options, settings)
-                if outcome is not None:
-                    outcome.seconds = time.perf_counter() - t0
-                    outcomes[outcome.key] = outcome
+                resampled = _resample_series(tx, store, key, target, options, settings)
+                if resampled is not None:
+                    resampled.seconds = time.perf_counter() - t0
+                    outcomes[resampled.key] = resampled
         quarantine_frames += [b.quarantine for b, _ in batches]
         quarantine = _new_quarantine(store, quarantine_frames)
         tx.put_quarantine(run, quarantine)
         record = {
             "run": run,
-            "at": iso(datetime.now(timezone.utc)),
+            "at": iso(datetime.now(UTC)),
             "sources": sorted({b.source for b, _ in batches}),
             "series": [o.as_json() for o in outcomes.values()],
         }
@@ -275,7 +282,8 @@ def _conflict_rows(losers: pl.DataFrame, key: SeriesKey, source: str) -> pl.Data
         pl.lit("conflict: another version of this bar is stored (preferred: with spread, then "
                "larger volume, then lower prices)").alias("reason"),
         pl.format("open={} high={} low={} close={} volume={} spread={}", "open", "high", "low",
-                  "close", "volume", "spread").alias("raw"),
+                  "close", "volume", pl.col("spread").cast(pl.String).fill_null("none"))
+        .alias("raw"),
     ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -292,7 +300,11 @@ def _store_series(
     for batch, _ in group:
         if batch.bars.height:
             years |= set(batch.bars["ts"].dt.year().unique().to_list())
-    current = store.read(key, years=years, info=info) if entry else pl.DataFrame(schema=group[0][0].bars.schema)
+    current = (
+        store.read(key, years=years, info=info)
+        if entry
+        else pl.DataFrame(schema=group[0][0].bars.schema)
+    )
     conflicts: list[pl.DataFrame] = []
     for batch, source_digest in group:
         result = merge_bars(current, batch.bars)
@@ -337,7 +349,9 @@ def _resample_series(
     target_key = SeriesKey(symbol=key.symbol, timeframe=target, side=key.side)
     outcome = SeriesOutcome(target_key, sources=[f"resample:{key.slug}"], rows_read=bars.height)
     target_entry = tx.manifest["series"].get(target_key.slug)
-    target_info = SeriesInfo.from_dict(target_entry) if target_entry else SeriesInfo(target_key, kind)
+    target_info = (
+        SeriesInfo.from_dict(target_entry) if target_entry else SeriesInfo(target_key, kind)
+    )
     existing = store.read(target_key, info=target_info) if target_entry else bars.clear()
     result = merge_bars(existing, bars)
     outcome.rows_added, outcome.rows_duplicate = result.added, result.duplicate

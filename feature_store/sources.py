@@ -60,7 +60,9 @@ def _from_zip(path: Path, data: bytes, forced: str | None) -> Iterator[RawSource
     # HistData zips carry a .txt status report beside the .csv: only take .txt when alone.
     members = primary or [n for n in names if n.lower().endswith(".txt")]
     if not members:
-        raise DataError("the zip archive holds no data file (.csv, .hst, .parquet)", source=str(path))
+        raise DataError(
+            "the zip archive holds no data file (.csv, .hst, .parquet)", source=str(path)
+        )
     for member in members:
         try:
             body = archive.read(member)
@@ -83,7 +85,9 @@ def read_sources(spec: str, forced_format: str | None = None) -> Iterator[RawSou
         return
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(DATA_ENDINGS))
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(DATA_ENDINGS)
+        )
         if not files:
             raise DataError("the folder holds no data files", source=spec)
         for file in files:

@@ -103,7 +103,9 @@ class SeriesInfo:
     def from_dict(cls, entry: dict[str, Any]) -> SeriesInfo:
         """Read a manifest entry."""
         key = SeriesKey(
-            symbol=entry["symbol"], timeframe=Timeframe(entry["timeframe"]), side=Side(entry["side"])
+            symbol=entry["symbol"],
+            timeframe=Timeframe(entry["timeframe"]),
+            side=Side(entry["side"]),
         )
         return cls(
             key=key,
@@ -185,7 +187,9 @@ class BarStore:
         files = [self.root / f for f in self.manifest()["quarantine"]]
         if not files:
             return pl.DataFrame(schema={"run": pl.String(), **QUARANTINE_SCHEMA})
-        return pl.read_parquet(files).sort(["run", "source", "line"], descending=[True, False, False])
+        return pl.read_parquet(files).sort(
+            ["run", "source", "line"], descending=[True, False, False]
+        )
 
     def runs(self) -> list[dict[str, Any]]:
         """Return the records of past ingest runs, oldest first."""
@@ -205,7 +209,9 @@ class BarStore:
 
     def collect_garbage(self, manifest: dict[str, Any]) -> int:
         """Delete files under the store that ``manifest`` does not name; return how many."""
-        named = {part["file"] for s in manifest["series"].values() for part in s["partitions"].values()}
+        named = {
+            part["file"] for s in manifest["series"].values() for part in s["partitions"].values()
+        }
         named |= set(manifest["quarantine"]) | set(manifest["runs"])
         removed = 0
         for folder in ("bars", "quarantine", "runs"):

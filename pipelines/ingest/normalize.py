@@ -99,9 +99,10 @@ def _row_reason(timeframe: Timeframe, clock: Clock) -> pl.Expr:
         (pl.col("error").is_not_null(), pl.col("error")),
         (
             pl.col("ts").is_null(),
-            pl.format("local time {} does not exist on clock {}", pl.col("ts_local"),
-                      pl.lit(str(clock))),
-        ),  # fmt: skip
+            pl.format(
+                "local time {} does not exist on clock {}", pl.col("ts_local"), pl.lit(str(clock))
+            ),
+        ),
         (any_nan, pl.lit("NaN price")),
         (pl.min_horizontal(o, h, lo, c) <= 0, pl.lit("price not above 0")),
         (h < lo, pl.format("high {} below low {}", h, lo)),
@@ -248,9 +249,7 @@ def _series_batch(
             )
             quarantine = pl.concat([quarantine, _quarantine_rows(last, key, parsed.name, reason)])
             winners = winners.head(winners.height - 1)
-    bars = winners.select(
-        [pl.col(c).cast(dtype) for c, dtype in BAR_SCHEMA.items()]
-    )
+    bars = winners.select([pl.col(c).cast(dtype) for c, dtype in BAR_SCHEMA.items()])
     return SeriesBatch(
         key=key,
         source=parsed.name,

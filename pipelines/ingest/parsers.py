@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -129,7 +130,9 @@ def read_lines(data: bytes) -> pl.DataFrame:
 
 
 def _field(index: int) -> pl.Expr:
-    return pl.col("_fields").list.get(index, null_on_oob=True).str.strip_chars().str.strip_chars('"')
+    return (
+        pl.col("_fields").list.get(index, null_on_oob=True).str.strip_chars().str.strip_chars('"')
+    )
 
 
 def _number(expr: pl.Expr) -> pl.Expr:
@@ -224,7 +227,7 @@ def parse_lean(source: RawSource) -> ParsedSource:
     time_text = _field(0)
     ts = time_text.str.to_datetime("%Y%m%d %H:%M", strict=False, time_unit="us")
     path = source.name.lower().replace("\\", "/")
-    n_fields = int(lines["_fields"].list.len().median() or 0) if lines.height else 0
+    n_fields = int(lines["_fields"].list.len().median() or 0) if lines.height else 0  # type: ignore[arg-type]
     if n_fields >= 11:
         frame = lines.with_columns(
             ts_local=ts,
@@ -307,8 +310,10 @@ def parse_hst(source: RawSource) -> ParsedSource:
     )
     if remainder:
         truncated = pl.DataFrame(
-            {"line": [n_full + 1], "raw": [f"record {n_full + 1}: {remainder} of "
-                                            f"{dtype.itemsize} bytes"]}  # fmt: skip
+            {
+                "line": [n_full + 1],
+                "raw": [f"record {n_full + 1}: {remainder} of {dtype.itemsize} bytes"],
+            }
         ).with_columns(pl.col("line").cast(pl.Int64))
         frame = pl.concat([frame, truncated], how="diagonal")
     checks: list[tuple[pl.Expr, str]] = [(pl.col("open").is_null(), "truncated record")]
@@ -404,7 +409,8 @@ def _parse_times(text: pl.Series, date_order: str | None, name: str) -> pl.Serie
             return aware.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
     if sample.len() and sample.str.contains(r"^\d{9,13}$").all():
         values = text.cast(pl.Int64, strict=False)
-        unit = "ms" if int(values.max() or 0) > 10**11 else "s"
+        largest = values.max()
+        unit: Literal["ms", "s"] = "ms" if isinstance(largest, int) and largest > 10**11 else "s"
         return pl.from_epoch(values, time_unit=unit).cast(pl.Datetime("us"))
     fits: list[tuple[str, str]] = []
     for order, layout in _datetime_candidates(date_order):
@@ -489,8 +495,10 @@ def parse_csv(source: RawSource, *, date_order: str | None = None) -> ParsedSour
         volume_kind = VolumeKind.TICK if vol_name in _TICK_VOLUME_NAMES else VolumeKind.REAL
         if has_header and vol_name.startswith("real"):
             volume_kind = VolumeKind.REAL
-    spread_in_points = has_header and "spread" in mapping and (
-        header_fields[mapping["spread"]].strip().startswith("<")
+    spread_in_points = (
+        has_header
+        and "spread" in mapping
+        and (header_fields[mapping["spread"]].strip().startswith("<"))
     )
     return ParsedSource(
         name=source.name, format="csv", frame=_finish(frame, checks), clock=UTC,

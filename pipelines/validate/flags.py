@@ -87,8 +87,11 @@ def quality_flags(
         gaps=gaps.height,
         missing_bars=int(gaps["missing"].sum() or 0),
         largest_gaps=[
-            {"after": r["previous"].strftime(iso), "before": r["ts"].strftime(iso),
-             "missing_bars": int(r["missing"])}
+            {
+                "after": r["previous"].strftime(iso),
+                "before": r["ts"].strftime(iso),
+                "missing_bars": int(r["missing"]),
+            }
             for r in top_gaps.iter_rows(named=True)
-        ],  # fmt: skip
+        ],
     )

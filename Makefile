@@ -1,0 +1,119 @@
+# solodesk developer entry points.
+#
+# On a fresh machine all that is needed is Python 3.11 (as `python3`) and
+# access to PyPI: every target that needs the environment builds it first.
+#
+#   .tools/  a small venv holding a pinned uv
+#   .venv/   the project environment, installed by `uv sync --frozen` from uv.lock
+#
+# Stamp files live inside the directories they describe, so deleting
+# .venv or .tools is enough to force a rebuild.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+# --- configuration ---------------------------------------------------------
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+
+TOOLS := .tools
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(TOOLS)/bin/uv
+PACKAGES := core pipelines models feature_store execution flows app
+
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION).stamp
+SYNC_STAMP := $(VENV)/.sync.stamp
+
+# Where solodesk keeps its store, catalog and reports.
+SOLODESK_HOME ?= data
+export SOLODESK_HOME
+
+# Keep uv on the project's .venv and on the interpreter that built .tools;
+# never let it fetch a Python build of its own. The interpreter path is
+# only worked out when a recipe needs it.
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS := never
+BASE_PYTHON = $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+
+# --- help ------------------------------------------------------------------
+
+.PHONY: help
+help: ## Show this list of targets
+	@echo "Usage: make <target> [SOLODESK_HOME=dir] [PYTHON=python3.11]"
+	@echo
+	@awk 'BEGIN { FS = ":.*?## " } \
+	     /^[a-zA-Z0-9_.-]+:.*?## / { printf "  %-12s %s\n", $$1, $$2 }' \
+	     $(MAKEFILE_LIST)
+	@echo
+	@echo "SOLODESK_HOME=$(SOLODESK_HOME)"
+
+# --- environment -----------------------------------------------------------
+
+$(UV_STAMP):
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
+	    sys.exit(0 if v == (3, 11) else "solodesk needs Python 3.11; $(PYTHON) is %d.%d (use make PYTHON=...)" % v)'
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+	touch $@
+
+$(SYNC_STAMP): $(UV_STAMP) uv.lock pyproject.toml
+	$(UV) sync --frozen --python '$(BASE_PYTHON)'
+	touch $@
+
+.PHONY: install
+install: $(SYNC_STAMP) ## Create .tools (pinned uv) and .venv (locked deps incl. dev group)
+	@:
+
+.PHONY: lock
+lock: $(UV_STAMP) ## Re-resolve uv.lock after editing dependencies in pyproject.toml
+	$(UV) lock --python '$(BASE_PYTHON)'
+
+# --- quality ---------------------------------------------------------------
+
+.PHONY: lint
+lint: install ## ruff check, ruff format --check, mypy, import-linter
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports --no-logo
+
+.PHONY: fmt
+fmt: install ## Format the code and apply ruff's automatic fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: test
+test: lint ## Lint, then run the test suite
+	$(BIN)/pytest
+
+# --- running ---------------------------------------------------------------
+
+.PHONY: demo
+demo: install ## Ingest the bundled EURUSD H1 sample (+H4, D1) and show the catalog
+	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
+	$(BIN)/solodesk data list
+	$(BIN)/solodesk data quarantine
+	@echo "Validation reports are in $(SOLODESK_HOME)/reports"
+
+.PHONY: bench
+bench: install ## Run the ingest benchmark
+	$(BIN)/python bench/ingest.py
+
+.PHONY: dvc-repro
+dvc-repro: install ## Reproduce the DVC `ingest` stage (params.yaml)
+	PATH='$(CURDIR)/$(BIN)':"$$PATH" $(BIN)/dvc repro ingest
+
+# --- housekeeping ----------------------------------------------------------
+
+.PHONY: clean
+clean: ## Remove .venv, .tools and caches (keeps data/)
+	rm -rf $(VENV) $(TOOLS) .make .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+	    .import_linter_cache build dist
+	find . \( -path ./data -o -path ./.git \) -prune -o \
+	    \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
