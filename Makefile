@@ -99,7 +99,8 @@ demo: install ## Ingest the bundled EURUSD H1 sample (+H4, D1) and show the cata
 	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
 	$(BIN)/solodesk data list
 	$(BIN)/solodesk data quarantine
-	@echo "Validation reports are in $(SOLODESK_HOME)/reports"
+	$(BIN)/solodesk data sql "select symbol, timeframe, side, count(*) as bars, min(ts) as first, max(ts) as last from bars group by all order by all"
+	@echo "Validation reports (Great Expectations data docs): $$(ls -d $(SOLODESK_HOME)/reports/ingest-* | tail -n 1)/index.html"
 
 .PHONY: bench
 bench: install ## Run the ingest benchmark

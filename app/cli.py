@@ -37,6 +37,15 @@ def _err() -> Console:
     return Console(stderr=True)
 
 
+def _out() -> Console:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # pipes and make: do not squeeze tables to 80 columns
+    return console
+
+
 def _settings() -> Settings:
     from core.settings import load_settings
 
@@ -272,7 +281,6 @@ def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         for record in records:
             _emit(record)
         return
-    from rich.console import Console
     from rich.table import Table
 
     if not records:
@@ -294,7 +302,7 @@ def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for r in records:
         table.add_row(*(str(r[c]) for c in ("symbol", "timeframe", "side", "rows", "first", "last",
                                              "volume_kind", "spread", "version")))  # fmt: skip
-    Console().print(table)
+    _out().print(table)
 
 
 @data_app.command("show")
@@ -333,7 +341,6 @@ def data_show(
             row["ts"] = row["ts"].strftime("%Y-%m-%dT%H:%M:%SZ")
             _emit(row)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{matches[0].key} ({matches[0].rows} bars, version {matches[0].version})")
@@ -341,7 +348,7 @@ def data_show(
         table.add_column(column)
     for values in bars.iter_rows():
         table.add_row(*(str(v) for v in values))
-    Console().print(table)
+    _out().print(table)
 
 
 @data_app.command("quarantine")
@@ -368,7 +375,6 @@ def data_quarantine(
                 row["ts"] = row["ts"].strftime("%Y-%m-%dT%H:%M:%SZ")
             _emit(row)
         return
-    from rich.console import Console
     from rich.table import Table
 
     if total == 0:
@@ -383,7 +389,42 @@ def data_quarantine(
     for r in rows.iter_rows(named=True):
         table.add_row(r["run"], r["source"], str(r["line"] or ""),
                       f"{r['symbol']} {r['timeframe']} {r['side']}", r["reason"], r["raw"])  # fmt: skip
-    Console().print(table)
+    _out().print(table)
+
+
+@data_app.command("sql")
+def data_sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views bars, series, quarantine.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Query the DuckDB catalog, e.g. "select symbol, timeframe, count(*) from bars group by all"."""
+    import duckdb
+
+    from core.errors import UsageError
+    from feature_store.catalog import open_catalog
+    from feature_store.store import BarStore
+
+    settings = _settings()
+    con = open_catalog(BarStore(settings.store_dir), settings.catalog_path)
+    try:
+        try:
+            frame = con.sql(query).pl()
+        except duckdb.Error as exc:
+            raise UsageError(f"query failed: {exc}") from None
+    finally:
+        con.close()
+    if as_json:
+        for row in frame.iter_rows(named=True):
+            _emit(row)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{frame.height} rows")
+    for column in frame.columns:
+        table.add_column(column)
+    for values in frame.head(200).iter_rows():
+        table.add_row(*(str(v) for v in values))
+    _out().print(table)
 
 
 @app.command()
@@ -394,7 +435,6 @@ def instruments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         for instrument in registry:
             _emit(instrument.model_dump(mode="json"))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(registry)} instruments")
@@ -413,7 +453,7 @@ def instruments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     for i in registry:
         table.add_row(i.symbol, i.asset_class.value, i.base, i.quote, str(i.digits), str(i.pip_size),
                       f"{i.contract_size:g}", i.calendar, ", ".join(i.aliases))  # fmt: skip
-    Console().print(table)
+    _out().print(table)
 
 
 def main() -> None:
