@@ -34,7 +34,7 @@ app.add_typer(data_app, name="data")
 def _err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _out() -> Console:

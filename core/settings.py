@@ -7,10 +7,11 @@ from the working directory, or from the path in ``SOLODESK_CONFIG``.
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.errors import UsageError
 from core.instruments import InstrumentRegistry
 from core.types import Instrument
 
@@ -83,5 +85,20 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Return settings from the environment and ``solodesk.toml``, with ``overrides`` on top."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Return settings from the environment and ``solodesk.toml``, with ``overrides`` on top.
+
+    Raises
+    ------
+    UsageError
+        If a setting is malformed, naming the setting and the file.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        msg = f"bad settings (environment SOLODESK_* or {config_file()}): {problems}"
+        raise UsageError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{config_file()}: not valid TOML ({exc})") from None
