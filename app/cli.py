@@ -463,7 +463,11 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SolodeskError as exc:
-        _err().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        from rich.markup import escape
+
+        # Escape: file names and hints may hold [brackets]; soft_wrap keeps paths on one line.
+        message = escape(str(exc))
+        _err().print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
@@ -480,7 +484,9 @@ def main() -> None:
         import traceback
 
         traceback.print_exc()
-        _err().print(f"[bold red]unexpected error:[/] {exc}")
+        from rich.markup import escape
+
+        _err().print(f"[bold red]unexpected error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(1) from None
 
 

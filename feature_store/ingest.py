@@ -8,6 +8,7 @@ and never dropped in silence.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from feature_store.catalog import rebuild_catalog
 from feature_store.reports import render_data_docs, render_summary, write_report
 from feature_store.sources import SAMPLES, digest, read_sources
 from feature_store.store import BarStore, SeriesInfo, Transaction, iso
-from pipelines.ingest.merge import merge_bars
+from pipelines.ingest.merge import CombinedBatches, combine_batches, merge_bars
 from pipelines.ingest.normalize import QUARANTINE_SCHEMA, SeriesBatch, normalize
 from pipelines.ingest.parsers import parse_source
 from pipelines.resample import resample_bars, resampled_volume_kind
@@ -103,6 +104,7 @@ class IngestOutcome:
     run: str
     series: list[SeriesOutcome]
     report: Path | None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
 def new_run_id() -> str:
@@ -137,7 +139,8 @@ def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
               progress: Progress | None = None) -> list[tuple[SeriesBatch, str]]:  # fmt: skip
     """Read, parse and check every source; return the batches with their sources' digests."""
     batches: list[tuple[SeriesBatch, str]] = []
-    raws = [raw for spec in specs for raw in read_sources(spec, options.format)]
+    # Sources are read one at a time so that only one file's bytes are held at once.
+    raws = (raw for spec in specs for raw in read_sources(spec, options.format))
     for n, raw in enumerate(raws, 1):
         sample = SAMPLES.get(raw.name, {})
         parsed = parse_source(raw, date_order=options.date_order or sample.get("date_order"))
@@ -161,7 +164,7 @@ def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
         ):
             batches.append((batch, digest(raw.data)))
         if progress:
-            progress("parse", n, len(raws))
+            progress("parse", n, max(n, len(specs)))
     return batches
 
 
@@ -182,29 +185,49 @@ def ingest(
     """
     run = new_run_id()
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    # Great Expectations takes seconds to import; do it while Polars parses (which releases
+    # the GIL), so the two overlap on a second core.
+    warm_up = threading.Thread(target=_import_validator, daemon=True)
+    warm_up.start()
     batches = parse_all(specs, options, settings, progress)
+    timings["parse"] = time.perf_counter() - started
     outcomes: dict[SeriesKey, SeriesOutcome] = {}
-    results: dict[str, Any] = {}
-    for n, (batch, _) in enumerate(batches, 1):
+    groups: dict[SeriesKey, list[tuple[SeriesBatch, str]]] = {}
+    for batch, source_digest in batches:
+        groups.setdefault(batch.key, []).append((batch, source_digest))
         outcome = outcomes.setdefault(batch.key, SeriesOutcome(batch.key))
         outcome.sources.append(batch.source)
         outcome.rows_read += batch.rows_read
         outcome.rows_duplicate += batch.rows_duplicate
         outcome.rows_conflicting += batch.rows_conflicting
         outcome.rows_quarantined += batch.quarantine.height
-        calendar = get_calendar(settings.registry.get(batch.key.symbol).calendar)
-        flags = quality_flags(
-            batch.bars, batch.key.timeframe, calendar,
+    combined: dict[SeriesKey, CombinedBatches] = {}
+    results: dict[str, Any] = {}
+    t_validate = time.perf_counter()
+    warm_up.join()
+    timings["import_validator_wait"] = time.perf_counter() - t_validate
+    for n, (key, group) in enumerate(groups.items(), 1):
+        t0 = time.perf_counter()
+        merged = combine_batches([b.bars for b, _ in group])
+        combined[key] = merged
+        outcome = outcomes[key]
+        outcome.rows_duplicate += merged.duplicate
+        outcome.rows_conflicting += merged.losers.height
+        calendar = get_calendar(settings.registry.get(key.symbol).calendar)
+        t_flags = time.perf_counter()
+        outcome.flags = quality_flags(
+            merged.bars, key.timeframe, calendar,
             jump_sigmas=settings.validation.jump_sigmas,
             jump_window=settings.validation.jump_window,
             listed=settings.validation.max_gaps_listed,
         ).as_dict()  # fmt: skip
-        _add_flags(outcome.flags, flags)
-        if batch.bars.height:
+        timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t_flags
+        if merged.bars.height:
             from pipelines.validate.suite import validate_bars
 
-            result = validate_bars(batch.bars, f"{batch.key.slug}-{n}")
-            results[f"{batch.key.slug}-{n}"] = result
+            result = validate_bars(merged.bars, key.slug)
+            results[key.slug] = result
             stats = result.statistics
             outcome.expectations = (
                 f"{stats['successful_expectations']}/{stats['evaluated_expectations']} passed"
@@ -216,22 +239,28 @@ def ingest(
                     if not r.success
                 ]
                 msg = (
-                    f"{batch.source}: validation suite failed on accepted rows ({', '.join(failed)}); "
+                    f"{key}: validation suite failed on accepted rows ({', '.join(failed)}); "
                     "nothing was stored"
                 )
                 raise SolodeskError(msg)
+        outcome.seconds += time.perf_counter() - t0
         if progress:
-            progress("validate", n, len(batches))
+            progress("validate", n, len(groups))
 
+    timings["validate"] = time.perf_counter() - t_validate - timings.get("flags", 0.0)
+    t_store = time.perf_counter()
     store = BarStore(settings.store_dir)
     quarantine_frames: list[pl.DataFrame] = []
     with store.transaction() as tx:
-        groups: dict[SeriesKey, list[tuple[SeriesBatch, str]]] = {}
-        for batch, source_digest in batches:
-            groups.setdefault(batch.key, []).append((batch, source_digest))
         for n, (key, group) in enumerate(groups.items(), 1):
             t0 = time.perf_counter()
-            quarantine_frames += _store_series(tx, store, key, group, outcomes[key])
+            conflicts = [b.conflicts for b, _ in group]
+            if combined[key].losers.height:
+                conflicts.append(_conflict_rows(combined[key].losers, key, "several sources"))
+            quarantine_frames += conflicts
+            quarantine_frames += _store_series(
+                tx, store, key, group, combined[key].bars, outcomes[key]
+            )
             outcomes[key].seconds += time.perf_counter() - t0
             if progress:
                 progress("store", n, len(groups))
@@ -253,22 +282,25 @@ def ingest(
         }
         tx.put_run(run, record)
         tx.commit()
+    timings["store"] = time.perf_counter() - t_store
+    t_catalog = time.perf_counter()
     rebuild_catalog(store, settings.catalog_path)
+    timings["catalog"] = time.perf_counter() - t_catalog
 
     report = None
     if options.reports:
+        t_reports = time.perf_counter()
         report = _write_reports(settings, run, outcomes, results, quarantine_frames)
+        timings["reports"] = time.perf_counter() - t_reports
     elapsed = time.perf_counter() - started
+    timings["total"] = elapsed
     for outcome in outcomes.values():
         outcome.seconds = outcome.seconds or elapsed
-    return IngestOutcome(run=run, series=list(outcomes.values()), report=report)
+    return IngestOutcome(run=run, series=list(outcomes.values()), report=report, timings=timings)
 
 
-def _add_flags(total: dict[str, Any], flags: dict[str, Any]) -> None:
-    for name in ("jumps", "gaps", "missing_bars"):
-        total[name] = total.get(name, 0) + flags[name]
-    for name in ("jump_examples", "largest_gaps"):
-        total.setdefault(name, []).extend(flags[name])
+def _import_validator() -> None:
+    import great_expectations  # noqa: F401
 
 
 def _conflict_rows(losers: pl.DataFrame, key: SeriesKey, source: str) -> pl.DataFrame:
@@ -292,41 +324,33 @@ def _store_series(
     store: BarStore,
     key: SeriesKey,
     group: list[tuple[SeriesBatch, str]],
+    bars: pl.DataFrame,
     outcome: SeriesOutcome,
 ) -> list[pl.DataFrame]:
     entry = tx.manifest["series"].get(key.slug)
     info = SeriesInfo.from_dict(entry) if entry else SeriesInfo(key, group[0][0].volume_kind)
-    years: set[int] = set()
-    for batch, _ in group:
-        if batch.bars.height:
-            years |= set(batch.bars["ts"].dt.year().unique().to_list())
-    current = (
-        store.read(key, years=years, info=info)
-        if entry
-        else pl.DataFrame(schema=group[0][0].bars.schema)
-    )
-    conflicts: list[pl.DataFrame] = []
+    years = set(bars["ts"].dt.year().unique().to_list()) if bars.height else set()
+    existing = store.read(key, years=years, info=info) if entry else bars.clear()
+    result = merge_bars(existing, bars)
+    outcome.rows_added += result.added
+    outcome.rows_duplicate += result.duplicate
+    outcome.rows_conflicting += result.conflicting
+    known = {(s["name"], s["sha256"]) for s in info.sources}
     for batch, source_digest in group:
-        result = merge_bars(current, batch.bars)
-        current = result.bars
-        outcome.rows_added += result.added
-        outcome.rows_duplicate += result.duplicate
-        outcome.rows_conflicting += result.conflicting
-        conflicts.append(batch.conflicts)
-        if result.losers.height:
-            conflicts.append(_conflict_rows(result.losers, key, batch.source))
         rank = max(_VOLUME_RANK.index(info.volume_kind), _VOLUME_RANK.index(batch.volume_kind))
         info.volume_kind = _VOLUME_RANK[rank]
-        source = {"name": batch.source, "sha256": source_digest, "format": batch.format,
-                  "rows_added": result.added}  # fmt: skip
-        known = {(s["name"], s["sha256"]) for s in info.sources}
-        if (source["name"], source["sha256"]) not in known:
-            info.sources.append(source)
-    by_year = _by_year(current)
-    changed = {y: f for y, f in by_year.items() if y in years}
+        if (batch.source, source_digest) not in known:
+            known.add((batch.source, source_digest))
+            info.sources.append(
+                {"name": batch.source, "sha256": source_digest, "format": batch.format,
+                 "rows": batch.bars.height}
+            )  # fmt: skip
+    changed = {y: f for y, f in _by_year(result.bars).items() if y in years}
     info = tx.put_series(info, changed)
     outcome.first, outcome.last, outcome.version = info.first, info.last, info.version
-    return conflicts
+    if result.losers.height:
+        return [_conflict_rows(result.losers, key, ", ".join(b.source for b, _ in group))]
+    return []
 
 
 def _resample_series(
@@ -386,12 +410,11 @@ def _write_reports(
     quarantine_frames: list[pl.DataFrame],
 ) -> Path:
     folder = settings.reports_dir / f"ingest-{run}"
-    for name, result in results.items():
-        write_report(folder, f"{name}.html", render_data_docs(result))
-        slug = name.rsplit("-", 1)[0]
-        for outcome in outcomes.values():
-            if outcome.key.slug == slug and outcome.data_docs is None:
-                outcome.data_docs = f"{name}.html"
+    for outcome in outcomes.values():
+        result = results.get(outcome.key.slug)
+        if result is not None:
+            outcome.data_docs = f"{outcome.key.slug}.html"
+            write_report(folder, outcome.data_docs, render_data_docs(result))
     frames = [f for f in quarantine_frames if f.height]
     sample = pl.concat(frames).head(200).to_dicts() if frames else []
     summary = [dict(o.as_json(), flags=o.flags, data_docs=o.data_docs) for o in outcomes.values()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zipfile
+import zlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -66,7 +67,7 @@ def _from_zip(path: Path, data: bytes, forced: str | None) -> Iterator[RawSource
     for member in members:
         try:
             body = archive.read(member)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"cannot read {member} ({exc})", source=str(path)) from None
         yield RawSource(f"{path}!{member}", body, forced)
 
@@ -102,7 +103,7 @@ def read_sources(spec: str, forced_format: str | None = None) -> Iterator[RawSou
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"damaged gzip file ({exc})", source=spec) from None
     if data[:4] == b"PK\x03\x04":
         yield from _from_zip(path, data, forced_format)

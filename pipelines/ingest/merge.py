@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import polars as pl
@@ -73,4 +74,36 @@ def merge_bars(existing: pl.DataFrame, new: pl.DataFrame) -> MergeResult:
         duplicate=int((status == "duplicate").sum()),
         conflicting=conflicting.height,
         losers=losers.select(columns),
+    )
+
+
+@dataclass(frozen=True)
+class CombinedBatches:
+    """New bars of one series from several sources, repeats across sources settled."""
+
+    bars: pl.DataFrame
+    duplicate: int
+    losers: pl.DataFrame  # versions that lost a conflict between sources, BAR_SCHEMA
+
+
+def combine_batches(frames: list[pl.DataFrame]) -> CombinedBatches:
+    """Combine the (each unique, sorted) bars of several sources of one series.
+
+    Sources that do not overlap in time are concatenated; otherwise exact repeats count as
+    duplicates and differing bars are settled by :func:`preferred_first`.
+    """
+    frames = sorted((f for f in frames if f.height), key=lambda f: f["ts"][0])
+    if not frames:
+        return CombinedBatches(pl.DataFrame(schema=BAR_SCHEMA), 0, pl.DataFrame(schema=BAR_SCHEMA))
+    disjoint = all(a["ts"][-1] < b["ts"][0] for a, b in itertools.pairwise(frames))
+    if disjoint:
+        return CombinedBatches(pl.concat(frames), 0, frames[0].clear())
+    allbars = pl.concat(frames)
+    unique = allbars.unique(keep="first", maintain_order=True)
+    ranked = preferred_first(unique)
+    first = ranked["ts"].is_first_distinct()
+    return CombinedBatches(
+        bars=ranked.filter(first).sort("ts"),
+        duplicate=allbars.height - unique.height,
+        losers=ranked.filter(~first),
     )

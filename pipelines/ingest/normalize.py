@@ -72,13 +72,13 @@ def preferred_first(frame: pl.DataFrame) -> pl.DataFrame:
     """Sort versions of each timestamp so the preferred one comes first.
 
     The rule, independent of the order sources arrive in: a bar carrying a spread beats one
-    without; then the larger volume (more of the market seen); then the lower close, open, high
-    and low, an arbitrary but fixed tie-break.
+    without; then the larger volume (more of the market seen); then the lower close, open, high,
+    low and spread, an arbitrary but fixed tie-break.
     """
     return frame.sort(
         [pl.col("ts"), pl.col("spread").is_null(), pl.col("volume"), "close", "open", "high",
-         "low"],
-        descending=[False, False, True, False, False, False, False],
+         "low", "spread"],
+        descending=[False, False, True, False, False, False, False, False],
         nulls_last=True,
     )  # fmt: skip
 
@@ -91,7 +91,8 @@ def _grid_check(timeframe: Timeframe) -> pl.Expr | None:
     return None
 
 
-def _row_reason(timeframe: Timeframe, clock: Clock) -> pl.Expr:
+def _row_failures(timeframe: Timeframe) -> list[tuple[pl.Expr, pl.Expr]]:
+    """Return (failed, reason) pairs in priority order; reasons are built for bad rows only."""
     o, h, lo, c = (pl.col(n) for n in PRICE_COLUMNS)
     v, s = pl.col("volume"), pl.col("spread")
     any_nan = pl.any_horizontal([pl.col(n).is_nan() for n in PRICE_COLUMNS])
@@ -100,7 +101,7 @@ def _row_reason(timeframe: Timeframe, clock: Clock) -> pl.Expr:
         (
             pl.col("ts").is_null(),
             pl.format(
-                "local time {} does not exist on clock {}", pl.col("ts_local"), pl.lit(str(clock))
+                "local time {} does not exist on clock {}", pl.col("ts_local"), pl.col("_clock")
             ),
         ),
         (any_nan, pl.lit("NaN price")),
@@ -111,15 +112,26 @@ def _row_reason(timeframe: Timeframe, clock: Clock) -> pl.Expr:
         (v.is_nan(), pl.lit("NaN volume")),
         (v < 0, pl.format("volume {} below 0", v)),
         (s.is_not_null() & s.is_nan(), pl.lit("NaN spread")),
-        (s.is_not_null() & (s < 0), pl.format("spread {} below 0", s)),
+        (s.is_not_null() & (s < 0), pl.format("spread {} below 0", s.round(10))),
     ]
     grid = _grid_check(timeframe)
     if grid is not None:
         rules.insert(2, (grid, pl.lit(f"timestamp not on the {timeframe.value} grid")))
+    return [(failed.fill_null(False), reason) for failed, reason in rules]
+
+
+def _split_bad_rows(
+    frame: pl.DataFrame, timeframe: Timeframe, clock: Clock
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows into (good, bad); bad rows get ``_reason``, the first rule they break."""
+    rules = _row_failures(timeframe)
+    bad_mask = frame.select(pl.any_horizontal([failed for failed, _ in rules]))[:, 0]
+    good = frame.filter(~bad_mask)
+    bad = frame.filter(bad_mask).with_columns(pl.lit(str(clock)).alias("_clock"))
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for failed, message in reversed(rules):
-        reason = pl.when(failed.fill_null(False)).then(message).otherwise(reason)
-    return reason
+        reason = pl.when(failed).then(message).otherwise(reason)
+    return good, bad.with_columns(reason.alias("_reason"))
 
 
 def _quarantine_rows(
@@ -172,7 +184,9 @@ def normalize(
             raise DataError(msg, source=parsed.name)
         frame = frame.with_columns(symbol=pl.lit(file_symbol))
     try:
-        canonical = {s: registry.canonical(s) for s in frame["symbol"].drop_nulls().unique()}
+        # A blank symbol cell leaves its row without a symbol (quarantined), not the file unread.
+        symbols = [s for s in frame["symbol"].drop_nulls().unique() if s.strip()]
+        canonical = {s: registry.canonical(s) for s in symbols}
     except DataError:
         raise
     except Exception as exc:
@@ -187,15 +201,13 @@ def normalize(
             {s: 10.0**-d for s, d in digits.items()}, default=None, return_dtype=pl.Float64
         )
         frame = frame.with_columns(spread=pl.col("spread") * factor)
-    frame = frame.with_columns(_reason=_row_reason(timeframe, clock))
-
     batches: list[SeriesBatch] = []
     orphans = frame.filter(pl.col("symbol").is_null())
     for (sym,), rows in frame.filter(pl.col("symbol").is_not_null()).group_by(
         "symbol", maintain_order=True
     ):
         key = SeriesKey(symbol=str(sym), timeframe=timeframe, side=side)
-        batch = _series_batch(parsed, key, rows, volume_kind or parsed.volume_kind, as_of)
+        batch = _series_batch(parsed, key, rows, volume_kind or parsed.volume_kind, as_of, clock)
         if orphans.height and not batches:
             extra = _quarantine_rows(orphans, key, parsed.name, pl.lit("no symbol"))
             batch = _with_extra_quarantine(batch, extra, orphans.height)
@@ -215,29 +227,48 @@ def _with_extra_quarantine(batch: SeriesBatch, extra: pl.DataFrame, n: int) -> S
     )  # fmt: skip
 
 
+def _with_raw(rows: pl.DataFrame, parsed: ParsedSource) -> pl.DataFrame:
+    """Fill ``raw`` from the source text for rows a fast parser left without it."""
+    if rows.height == 0 or parsed.text is None or rows["raw"].null_count() == 0:
+        return rows
+    from pipelines.ingest.parsers import read_lines
+
+    lines = read_lines(parsed.text).rename({"raw": "_text"})
+    return (
+        rows.join(lines, on="line", how="left")
+        .with_columns(pl.coalesce("raw", "_text").alias("raw"))
+        .drop("_text")
+    )
+
+
 def _series_batch(
     parsed: ParsedSource,
     key: SeriesKey,
     rows: pl.DataFrame,
     volume_kind: VolumeKind,
     as_of: datetime | None,
+    clock: Clock,
 ) -> SeriesBatch:
-    bad = rows.filter(pl.col("_reason").is_not_null())
-    quarantine = _quarantine_rows(bad, key, parsed.name, pl.col("_reason"))
-    good = rows.filter(pl.col("_reason").is_null())
-    unsorted = int((good["ts"].diff().dt.total_microseconds() < 0).sum()) if good.height else 0
-    # Exact repeats of a bar are duplicates; differing bars at one time are conflicts.
-    value_cols = ["ts", *PRICE_COLUMNS, "volume", "spread"]
-    dedup = good.unique(subset=value_cols, keep="first", maintain_order=True)
-    rows_duplicate = good.height - dedup.height
-    ranked = preferred_first(dedup)
-    winners_mask = ranked["ts"].is_first_distinct()
-    winners = ranked.filter(winners_mask)
-    losers = ranked.filter(~winners_mask)
+    good, bad = _split_bad_rows(rows, key.timeframe, clock)
+    quarantine = _quarantine_rows(_with_raw(bad, parsed), key, parsed.name, pl.col("_reason"))
+    steps = good["ts"].diff().dt.total_microseconds().drop_nulls()
+    unsorted = int((steps < 0).sum())
+    if good.height and (steps > 0).all():
+        # The common case: strictly increasing, so no repeats to settle.
+        winners, losers, rows_duplicate = good, good.clear(), 0
+    else:
+        # Exact repeats of a bar are duplicates; differing bars at one time are conflicts.
+        value_cols = ["ts", *PRICE_COLUMNS, "volume", "spread"]
+        dedup = good.unique(subset=value_cols, keep="first", maintain_order=True)
+        rows_duplicate = good.height - dedup.height
+        ranked = preferred_first(dedup)
+        winners_mask = ranked["ts"].is_first_distinct()
+        winners = ranked.filter(winners_mask).sort("ts")
+        losers = ranked.filter(~winners_mask)
     conflicts = _quarantine_rows(
-        losers, key, parsed.name, pl.lit("conflict: another bar with this timestamp in the source")
-    )
-    winners = winners.sort("ts")
+        _with_raw(losers, parsed), key, parsed.name,
+        pl.lit("conflict: another bar with this timestamp in the source"),
+    )  # fmt: skip
     if winners.height and (parsed.may_end_with_forming_bar or as_of is not None):
         last = winners.tail(1)
         end = last["ts"][0] + key.timeframe.duration
@@ -247,7 +278,8 @@ def _series_batch(
                 f"{PARTIAL_BAR}: the source may end inside this bar; re-ingest a later export "
                 "to store it, or pass --as-of with the export time"
             )
-            quarantine = pl.concat([quarantine, _quarantine_rows(last, key, parsed.name, reason)])
+            last_row = _quarantine_rows(_with_raw(last, parsed), key, parsed.name, reason)
+            quarantine = pl.concat([quarantine, last_row])
             winners = winners.head(winners.height - 1)
     bars = winners.select([pl.col(c).cast(dtype) for c, dtype in BAR_SCHEMA.items()])
     return SeriesBatch(
