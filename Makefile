@@ -103,7 +103,8 @@ demo: install ## Ingest the bundled EURUSD H1 sample (+H4, D1) and show the cata
 	@echo "Validation reports (Great Expectations data docs): $$(ls -d $(SOLODESK_HOME)/reports/ingest-* | tail -n 1)/index.html"
 
 .PHONY: bench
-bench: install ## Run the ingest benchmark
+bench: install ## Run the benchmarks (command-line start-up, ingest of the EURUSD M1 history)
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ingest.py
 
 .PHONY: dvc-repro
