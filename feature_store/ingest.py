@@ -26,7 +26,12 @@ from core.settings import Settings
 from core.timeframes import Timeframe, parse_timeframe
 from core.types import SeriesKey, Side, VolumeKind
 from feature_store.catalog import rebuild_catalog
-from feature_store.reports import render_data_docs, render_summary, write_report
+from feature_store.reports import (
+    price_chart_svg,
+    render_data_docs,
+    render_summary,
+    write_report,
+)
 from feature_store.sources import SAMPLES, digest, read_sources
 from feature_store.store import BarStore, SeriesInfo, Transaction, iso
 from pipelines.ingest.merge import CombinedBatches, combine_batches, merge_bars
@@ -290,7 +295,7 @@ def ingest(
     report = None
     if options.reports:
         t_reports = time.perf_counter()
-        report = _write_reports(settings, run, outcomes, results, quarantine_frames)
+        report = _write_reports(settings, run, outcomes, results, quarantine_frames, combined)
         timings["reports"] = time.perf_counter() - t_reports
     elapsed = time.perf_counter() - started
     timings["total"] = elapsed
@@ -408,6 +413,7 @@ def _write_reports(
     outcomes: dict[SeriesKey, SeriesOutcome],
     results: dict[str, Any],
     quarantine_frames: list[pl.DataFrame],
+    combined: dict[SeriesKey, CombinedBatches],
 ) -> Path:
     folder = settings.reports_dir / f"ingest-{run}"
     for outcome in outcomes.values():
@@ -417,7 +423,19 @@ def _write_reports(
             write_report(folder, outcome.data_docs, render_data_docs(result))
     frames = [f for f in quarantine_frames if f.height]
     sample = pl.concat(frames).head(200).to_dicts() if frames else []
-    summary = [dict(o.as_json(), flags=o.flags, data_docs=o.data_docs) for o in outcomes.values()]
+    summary = []
+    for outcome in outcomes.values():
+        chart = ""
+        if outcome.key in combined:
+            bars = combined[outcome.key].bars
+            jumps = [
+                datetime.strptime(j["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                for j in outcome.flags.get("jump_examples", [])
+            ]
+            chart = price_chart_svg(bars["ts"].to_list(), bars["close"].to_list(), jumps)
+        summary.append(
+            dict(outcome.as_json(), flags=outcome.flags, data_docs=outcome.data_docs, chart=chart)
+        )
     return write_report(folder, "index.html", render_summary(run, summary, sample))
 
 
