@@ -59,10 +59,10 @@ def rebuild_catalog(store: BarStore, path: Path) -> int:
             )
         else:
             con.execute(
-                "CREATE OR REPLACE VIEW bars AS SELECT NULL::VARCHAR symbol, NULL::VARCHAR "
-                "timeframe, NULL::VARCHAR side, NULL::TIMESTAMPTZ ts, NULL::DOUBLE open, "
-                "NULL::DOUBLE high, NULL::DOUBLE low, NULL::DOUBLE close, NULL::DOUBLE volume, "
-                "NULL::DOUBLE spread, NULL::BIGINT year WHERE false"
+                "CREATE OR REPLACE VIEW bars AS SELECT NULL::VARCHAR AS symbol, NULL::VARCHAR AS "
+                "timeframe, NULL::VARCHAR AS side, NULL::TIMESTAMPTZ AS ts, NULL::DOUBLE AS open, "
+                "NULL::DOUBLE AS high, NULL::DOUBLE AS low, NULL::DOUBLE AS close, "
+                'NULL::DOUBLE AS volume, NULL::DOUBLE AS spread, NULL::BIGINT AS "year" WHERE false'
             )
         con.execute(
             "CREATE OR REPLACE TABLE series (symbol VARCHAR, timeframe VARCHAR, side VARCHAR, "
@@ -84,10 +84,10 @@ def rebuild_catalog(store: BarStore, path: Path) -> int:
             )
         else:
             con.execute(
-                "CREATE OR REPLACE VIEW quarantine AS SELECT NULL::VARCHAR run, NULL::VARCHAR "
-                "source, NULL::BIGINT line, NULL::VARCHAR symbol, NULL::VARCHAR timeframe, "
-                "NULL::VARCHAR side, NULL::TIMESTAMPTZ ts, NULL::VARCHAR reason, NULL::VARCHAR raw "
-                "WHERE false"
+                "CREATE OR REPLACE VIEW quarantine AS SELECT NULL::VARCHAR AS run, NULL::VARCHAR AS "
+                "source, NULL::BIGINT AS line, NULL::VARCHAR AS symbol, NULL::VARCHAR AS "
+                "timeframe, NULL::VARCHAR AS side, NULL::TIMESTAMPTZ AS ts, NULL::VARCHAR AS "
+                "reason, NULL::VARCHAR AS raw WHERE false"
             )
         runs = [store.root / f for f in manifest["runs"]]
         if runs:

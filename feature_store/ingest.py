@@ -333,6 +333,8 @@ def _store_series(
     outcome: SeriesOutcome,
 ) -> list[pl.DataFrame]:
     entry = tx.manifest["series"].get(key.slug)
+    if entry is None and bars.height == 0:
+        return []  # every row was set aside: no empty series is created
     info = SeriesInfo.from_dict(entry) if entry else SeriesInfo(key, group[0][0].volume_kind)
     years = set(bars["ts"].dt.year().unique().to_list()) if bars.height else set()
     existing = store.read(key, years=years, info=info) if entry else bars.clear()
