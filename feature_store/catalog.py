@@ -24,6 +24,11 @@ def _sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _is_damaged(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "not a valid duckdb database" in text or "corrupt" in text
+
+
 def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     import duckdb
 
@@ -33,8 +38,8 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
             con = duckdb.connect(str(path), read_only=read_only)
             con.execute("SET TimeZone = 'UTC'")
             return con
-        except duckdb.IOException:
-            if attempt == 49:
+        except duckdb.IOException as exc:
+            if attempt == 49 or _is_damaged(exc):
                 raise
             time.sleep(0.1)  # another process holds the file for a moment
     raise AssertionError("unreachable")
@@ -42,8 +47,18 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 def rebuild_catalog(store: BarStore, path: Path) -> int:
     """Recreate the catalog's views from the store's manifest; return its generation."""
+    import duckdb
+
     manifest = store.manifest()
-    con = _connect(path)
+    try:
+        con = _connect(path)
+    except duckdb.IOException as exc:
+        if not _is_damaged(exc):
+            raise
+        # The catalog is derived data: a damaged file is replaced by a new one.
+        path.unlink()
+        path.with_name(f"{path.name}.wal").unlink(missing_ok=True)
+        con = _connect(path)
     try:
         bar_files = [
             store.root / part["file"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import polars as pl
 from core.calendars import get_calendar
 from core.clocks import BROKER, Clock, parse_clock
 from core.clocks import UTC as UTC_CLOCK
-from core.errors import SolodeskError
+from core.errors import SolodeskError, UsageError
 from core.settings import Settings
 from core.timeframes import Timeframe, parse_timeframe
 from core.types import SeriesKey, Side, VolumeKind
@@ -36,7 +37,7 @@ from feature_store.sources import SAMPLES, digest, read_sources
 from feature_store.store import BarStore, SeriesInfo, Transaction, iso
 from pipelines.ingest.merge import CombinedBatches, combine_batches, merge_bars
 from pipelines.ingest.normalize import QUARANTINE_SCHEMA, SeriesBatch, normalize
-from pipelines.ingest.parsers import parse_source
+from pipelines.ingest.parsers import RawSource, parse_source
 from pipelines.resample import resample_bars, resampled_volume_kind
 from pipelines.validate.flags import quality_flags
 
@@ -140,13 +141,31 @@ def _by_year(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
     }
 
 
+def _prefetch(specs: list[str], forced_format: str | None) -> Iterator[tuple[RawSource, str]]:
+    """Yield sources with their digests, reading (and unzipping) the next while one is parsed.
+
+    Unzipping and hashing release the GIL, so they overlap with parsing on a second core; at
+    most two sources' bytes are held at once.
+    """
+
+    sources = (raw for spec in specs for raw in read_sources(spec, forced_format))
+
+    def read_next() -> tuple[RawSource, str] | None:
+        source = next(sources, None)
+        return None if source is None else (source, digest(source.data))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[tuple[RawSource, str] | None] = pool.submit(read_next)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(read_next)
+            yield item
+
+
 def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
               progress: Progress | None = None) -> list[tuple[SeriesBatch, str]]:  # fmt: skip
     """Read, parse and check every source; return the batches with their sources' digests."""
     batches: list[tuple[SeriesBatch, str]] = []
-    # Sources are read one at a time so that only one file's bytes are held at once.
-    raws = (raw for spec in specs for raw in read_sources(spec, options.format))
-    for n, raw in enumerate(raws, 1):
+    for n, (raw, source_digest) in enumerate(_prefetch(specs, options.format), 1):
         sample = SAMPLES.get(raw.name, {})
         parsed = parse_source(raw, date_order=options.date_order or sample.get("date_order"))
         if sample.get("complete") == "yes":
@@ -167,7 +186,7 @@ def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
             volume_kind=volume_kind,
             as_of=options.as_of,
         ):
-            batches.append((batch, digest(raw.data)))
+            batches.append((batch, source_digest))
         if progress:
             progress("parse", n, max(n, len(specs)))
     return batches
@@ -272,7 +291,9 @@ def ingest(
         for target in options.resample:
             for key in list(groups):
                 t0 = time.perf_counter()
-                resampled = _resample_series(tx, store, key, target, options, settings)
+                resampled = _resample_series(
+                    tx, store, key, target, options, settings, quarantine_frames
+                )
                 if resampled is not None:
                     resampled.seconds = time.perf_counter() - t0
                     outcomes[resampled.key] = resampled
@@ -308,7 +329,16 @@ def _import_validator() -> None:
     import great_expectations  # noqa: F401
 
 
-def _conflict_rows(losers: pl.DataFrame, key: SeriesKey, source: str) -> pl.DataFrame:
+_PREFERENCE_LOST = (
+    "conflict: another version of this bar is stored (preferred: with spread, then larger "
+    "volume, then lower prices)"
+)
+_REPLACED_BY_RESAMPLE = "conflict: replaced by a resample of the source series"
+
+
+def _conflict_rows(
+    losers: pl.DataFrame, key: SeriesKey, source: str, reason: str = _PREFERENCE_LOST
+) -> pl.DataFrame:
     return losers.select(
         pl.lit(source).alias("source"),
         pl.lit(None, dtype=pl.Int64).alias("line"),
@@ -316,8 +346,7 @@ def _conflict_rows(losers: pl.DataFrame, key: SeriesKey, source: str) -> pl.Data
         pl.lit(key.timeframe.value).alias("timeframe"),
         pl.lit(key.side.value).alias("side"),
         pl.col("ts"),
-        pl.lit("conflict: another version of this bar is stored (preferred: with spread, then "
-               "larger volume, then lower prices)").alias("reason"),
+        pl.lit(reason).alias("reason"),
         pl.format("open={} high={} low={} close={} volume={} spread={}", "open", "high", "low",
                   "close", "volume", pl.col("spread").cast(pl.String).fill_null("none"))
         .alias("raw"),
@@ -342,7 +371,8 @@ def _store_series(
     outcome.rows_added += result.added
     outcome.rows_duplicate += result.duplicate
     outcome.rows_conflicting += result.conflicting
-    known = {(s["name"], s["sha256"]) for s in info.sources}
+    # Resampled series record sources without a digest ("resample:<slug>").
+    known = {(s["name"], s.get("sha256")) for s in info.sources}
     for batch, source_digest in group:
         rank = max(_VOLUME_RANK.index(info.volume_kind), _VOLUME_RANK.index(batch.volume_kind))
         info.volume_kind = _VOLUME_RANK[rank]
@@ -367,6 +397,7 @@ def _resample_series(
     target: Timeframe,
     options: IngestOptions,
     settings: Settings,
+    conflicts: list[pl.DataFrame],
 ) -> SeriesOutcome | None:
     if target.minutes <= key.timeframe.minutes:
         return None
@@ -383,12 +414,36 @@ def _resample_series(
     target_info = (
         SeriesInfo.from_dict(target_entry) if target_entry else SeriesInfo(target_key, kind)
     )
+    # Buckets of another anchor start at other times: mixed, a day would hold two bars.
+    anchors = {s["anchor"] for s in target_info.sources if "anchor" in s}
+    if anchors - {str(anchor)}:
+        msg = (
+            f"{target_key} holds bars resampled on the {', '.join(sorted(anchors))} clock, not "
+            f"on {anchor}: resample with the --anchor it was made with"
+        )
+        raise UsageError(msg)
     existing = store.read(target_key, info=target_info) if target_entry else bars.clear()
     result = merge_bars(existing, bars)
     outcome.rows_added, outcome.rows_duplicate = result.added, result.duplicate
     outcome.rows_conflicting = result.conflicting
+    # A resample is derived from the whole source series, so inside the source's span it
+    # replaces what is stored (a bucket that gained bars is recomputed, not merged by
+    # preference); replaced bars are kept in the quarantine table as conflicts.
+    merged = result.bars
+    if bars.height:
+        first, last = bars["ts"].min(), bars["ts"].max()
+        outside = existing.filter((pl.col("ts") < first) | (pl.col("ts") > last))
+        merged = pl.concat([outside, bars]).sort("ts")
+        replaced = existing.join(bars, on="ts", how="inner", suffix="_new").filter(
+            pl.any_horizontal([pl.col(c) != pl.col(f"{c}_new") for c in ("open", "high", "low",
+                                                                          "close", "volume")])
+        ).select(existing.columns)  # fmt: skip
+        if replaced.height:
+            conflicts.append(
+                _conflict_rows(replaced, target_key, f"resample:{key.slug}", _REPLACED_BY_RESAMPLE)
+            )
     years = set(bars["ts"].dt.year().unique().to_list()) if bars.height else set()
-    changed = {y: f for y, f in _by_year(result.bars).items() if y in years}
+    changed = {y: f for y, f in _by_year(merged).items() if y in years}
     if not any(s["name"] == f"resample:{key.slug}" for s in target_info.sources):
         target_info.sources.append({"name": f"resample:{key.slug}", "anchor": str(anchor)})
     target_info = tx.put_series(target_info, changed)
@@ -458,9 +513,10 @@ def resample_stored(
             msg = f"no stored series {key}: ingest it first (stored: {known})"
             raise UsageError(msg)
         options = IngestOptions(anchor=anchor)
+        conflicts: list[pl.DataFrame] = []
         for target in targets:
             t0 = time.perf_counter()
-            outcome = _resample_series(tx, store, key, target, options, settings)
+            outcome = _resample_series(tx, store, key, target, options, settings, conflicts)
             if outcome is None:
                 from core.errors import UsageError
 
@@ -468,6 +524,7 @@ def resample_stored(
                 raise UsageError(msg)
             outcome.seconds = time.perf_counter() - t0
             outcomes.append(outcome)
+        tx.put_quarantine(new_run_id(), _new_quarantine(store, conflicts))
         tx.commit()
     rebuild_catalog(store, settings.catalog_path)
     return outcomes

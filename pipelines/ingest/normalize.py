@@ -96,6 +96,7 @@ def _row_failures(timeframe: Timeframe) -> list[tuple[pl.Expr, pl.Expr]]:
     o, h, lo, c = (pl.col(n) for n in PRICE_COLUMNS)
     v, s = pl.col("volume"), pl.col("spread")
     any_nan = pl.any_horizontal([pl.col(n).is_nan() for n in PRICE_COLUMNS])
+    any_inf = pl.any_horizontal([pl.col(n).is_infinite() for n in PRICE_COLUMNS])
     rules: list[tuple[pl.Expr, pl.Expr]] = [
         (pl.col("error").is_not_null(), pl.col("error")),
         (
@@ -105,13 +106,16 @@ def _row_failures(timeframe: Timeframe) -> list[tuple[pl.Expr, pl.Expr]]:
             ),
         ),
         (any_nan, pl.lit("NaN price")),
+        (any_inf, pl.lit("infinite price")),
         (pl.min_horizontal(o, h, lo, c) <= 0, pl.lit("price not above 0")),
         (h < lo, pl.format("high {} below low {}", h, lo)),
         ((o < lo) | (o > h), pl.format("open {} outside low {} .. high {}", o, lo, h)),
         ((c < lo) | (c > h), pl.format("close {} outside low {} .. high {}", c, lo, h)),
         (v.is_nan(), pl.lit("NaN volume")),
+        (v.is_infinite(), pl.lit("infinite volume")),
         (v < 0, pl.format("volume {} below 0", v)),
         (s.is_not_null() & s.is_nan(), pl.lit("NaN spread")),
+        (s.is_not_null() & s.is_infinite(), pl.lit("infinite spread")),
         (s.is_not_null() & (s < 0), pl.format("spread {} below 0", s.round(10))),
     ]
     grid = _grid_check(timeframe)

@@ -464,7 +464,9 @@ def _parse_times(text: pl.Series, date_order: str | None, name: str) -> pl.Serie
     fits: list[tuple[str, str]] = []
     for order, layout in _datetime_candidates(date_order):
         parsed = sample.str.to_datetime(layout, strict=False, time_unit="us")
-        if parsed.null_count() <= max(1, sample.len() // 100):
+        nulls = parsed.null_count()
+        # A layout fits when it reads the values but a few (and at least one of them).
+        if nulls <= max(1, sample.len() // 100) and nulls < sample.len():
             fits.append((order, layout))
     if not fits:
         msg = f"cannot read the timestamps (first value {sample[0] if sample.len() else None!r})"
@@ -506,6 +508,8 @@ def parse_csv(source: RawSource, *, date_order: str | None = None) -> ParsedSour
     if has_header:
         mapping = _map_header(header_fields)
         lines = lines.slice(1)
+        if lines.height == 0:
+            raise DataError("no data lines below the header", source=source.name, line=1)
     else:
         mapping = {"time": 0, "open": 1, "high": 2, "low": 3, "close": 4}
         if len(header_fields) > 5:

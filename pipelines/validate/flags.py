@@ -18,12 +18,15 @@ def jump_score(close: pl.Expr, window: int) -> pl.Expr:
     return (ret.abs() / sigma).fill_nan(None)
 
 
-def missing_bars(ts: pl.Expr, timeframe: Timeframe, calendar: TradingCalendar) -> pl.Expr:
-    """Return how many bars the calendar expected between each bar and the one before it."""
+def missing_bars(
+    previous: pl.Expr, ts: pl.Expr, timeframe: Timeframe, calendar: TradingCalendar
+) -> pl.Expr:
+    """Return how many bars the calendar expected strictly between ``previous`` and ``ts``."""
     if timeframe.is_intraday:
-        step = calendar.trading_minutes(ts).diff() // timeframe.minutes
+        start, end = calendar.trading_minutes(previous), calendar.trading_minutes(ts)
+        step = (end - start) // timeframe.minutes
     elif timeframe is Timeframe.D1:
-        step = calendar.trading_days(ts).diff()
+        step = calendar.trading_days(ts) - calendar.trading_days(previous)
     else:
         return pl.lit(0, dtype=pl.Int64)
     return (step - 1).clip(lower_bound=0).fill_null(0)
@@ -70,11 +73,18 @@ def quality_flags(
         "ts",
         "close",
         jump_score(pl.col("close"), jump_window).alias("z"),
-        missing_bars(pl.col("ts"), timeframe, calendar).alias("missing"),
         pl.col("ts").shift(1).alias("previous"),
     )
+    # Only a step longer than one bar can hide missing bars: place just those on the calendar.
+    longer = scored.filter(
+        pl.col("previous").is_not_null()
+        & ((pl.col("ts") - pl.col("previous")) > timeframe.duration)
+    )
+    gaps_frame = longer.with_columns(
+        missing_bars(pl.col("previous"), pl.col("ts"), timeframe, calendar).alias("missing")
+    )
     jumps = scored.filter(pl.col("z") > jump_sigmas)
-    gaps = scored.filter(pl.col("missing") > 0)
+    gaps = gaps_frame.filter(pl.col("missing") > 0)
     iso = "%Y-%m-%dT%H:%M:%SZ"
     top_jumps = jumps.sort("z", descending=True).head(listed)
     top_gaps = gaps.sort("missing", descending=True).head(listed)
