@@ -227,7 +227,7 @@ def ingest(
         outcome.rows_conflicting += batch.rows_conflicting
         outcome.rows_quarantined += batch.quarantine.height
     combined: dict[SeriesKey, CombinedBatches] = {}
-    results: dict[str, Any] = {}
+    result: Any = None
     t_validate = time.perf_counter()
     warm_up.join()
     timings["import_validator_wait"] = time.perf_counter() - t_validate
@@ -247,29 +247,30 @@ def ingest(
             listed=settings.validation.max_gaps_listed,
         ).as_dict()  # fmt: skip
         timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t_flags
-        if merged.bars.height:
-            from pipelines.validate.suite import validate_bars
-
-            result = validate_bars(merged.bars, key.slug)
-            results[key.slug] = result
-            stats = result.statistics
-            outcome.expectations = (
-                f"{stats['successful_expectations']}/{stats['evaluated_expectations']} passed"
-            )
-            if not result.success:
-                failed = [
-                    str(r.expectation_config.type) if r.expectation_config else "?"
-                    for r in result.results
-                    if not r.success
-                ]
-                msg = (
-                    f"{key}: validation suite failed on accepted rows ({', '.join(failed)}); "
-                    "nothing was stored"
-                )
-                raise SolodeskError(msg)
         outcome.seconds += time.perf_counter() - t0
         if progress:
-            progress("validate", n, len(groups))
+            progress("flags", n, len(groups))
+    to_validate = {key.slug: c.bars for key, c in combined.items() if c.bars.height}
+    if to_validate:
+        from pipelines.validate.suite import validate_series
+
+        result = validate_series(to_validate, f"ingest-{run}")
+        stats = result.statistics
+        verdict = f"{stats['successful_expectations']}/{stats['evaluated_expectations']} passed"
+        for key in combined:
+            if key.slug in to_validate:
+                outcomes[key].expectations = verdict
+        if not result.success:
+            failed = [
+                str(r.expectation_config.type) if r.expectation_config else "?"
+                for r in result.results
+                if not r.success
+            ]
+            msg = (
+                f"validation suite failed on accepted rows ({', '.join(failed)}); "
+                "nothing was stored"
+            )
+            raise SolodeskError(msg)
 
     timings["validate"] = time.perf_counter() - t_validate - timings.get("flags", 0.0)
     t_store = time.perf_counter()
@@ -316,7 +317,7 @@ def ingest(
     report = None
     if options.reports:
         t_reports = time.perf_counter()
-        report = _write_reports(settings, run, outcomes, results, quarantine_frames, combined)
+        report = _write_reports(settings, run, outcomes, result, quarantine_frames, combined)
         timings["reports"] = time.perf_counter() - t_reports
     elapsed = time.perf_counter() - started
     timings["total"] = elapsed
@@ -468,28 +469,29 @@ def _write_reports(
     settings: Settings,
     run: str,
     outcomes: dict[SeriesKey, SeriesOutcome],
-    results: dict[str, Any],
+    result: Any,
     quarantine_frames: list[pl.DataFrame],
     combined: dict[SeriesKey, CombinedBatches],
 ) -> Path:
     folder = settings.reports_dir / f"ingest-{run}"
-    for outcome in outcomes.values():
-        result = results.get(outcome.key.slug)
-        if result is not None:
-            outcome.data_docs = f"{outcome.key.slug}.html"
-            write_report(folder, outcome.data_docs, render_data_docs(result))
+    if result is not None:
+        write_report(folder, "validation.html", render_data_docs(result))
+        for outcome in outcomes.values():
+            if outcome.expectations:
+                outcome.data_docs = "validation.html"
     frames = [f for f in quarantine_frames if f.height]
     sample = pl.concat(frames).head(200).to_dicts() if frames else []
     summary = []
     for outcome in outcomes.values():
         chart = ""
-        if outcome.key in combined:
+        if outcome.key in combined and combined[outcome.key].bars.height > 1:
             bars = combined[outcome.key].bars
+            thin = bars.gather_every(max(1, bars.height // 900))
             jumps = [
-                datetime.strptime(j["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                (datetime.strptime(j["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC), j["close"])
                 for j in outcome.flags.get("jump_examples", [])
             ]
-            chart = price_chart_svg(bars["ts"].to_list(), bars["close"].to_list(), jumps)
+            chart = price_chart_svg(thin["ts"].to_list(), thin["close"].to_list(), jumps)
         summary.append(
             dict(outcome.as_json(), flags=outcome.flags, data_docs=outcome.data_docs, chart=chart)
         )

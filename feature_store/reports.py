@@ -23,7 +23,7 @@ def render_data_docs(result: Any) -> str:
 def price_chart_svg(
     ts: list[datetime],
     close: list[float],
-    marks: list[datetime],
+    marks: list[tuple[datetime, float]],
     width: int = 900,
     height: int = 180,
 ) -> str:
@@ -42,11 +42,9 @@ def price_chart_svg(
         return x, y
 
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, c) for t, c in points))
-    by_time = dict(zip(ts, close, strict=True))
     dots = "".join(
-        '<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="#d62728"/>'.format(*xy(m, by_time[m]))
-        for m in marks
-        if m in by_time
+        '<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="#d62728"/>'.format(*xy(when, price))
+        for when, price in marks
     )
     labels = (
         f'<text x="2" y="16" font-size="10">{hi:g}</text>'
