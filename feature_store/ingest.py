@@ -226,8 +226,9 @@ def ingest(
         outcome.rows_duplicate += batch.rows_duplicate
         outcome.rows_conflicting += batch.rows_conflicting
         outcome.rows_quarantined += batch.quarantine.height
+    del batches  # groups hold them now
     combined: dict[SeriesKey, CombinedBatches] = {}
-    result: Any = None
+    results: list[Any] = []
     t_validate = time.perf_counter()
     warm_up.join()
     timings["import_validator_wait"] = time.perf_counter() - t_validate
@@ -235,6 +236,8 @@ def ingest(
         t0 = time.perf_counter()
         merged = combine_batches([b.bars for b, _ in group])
         combined[key] = merged
+        # The combined frame holds the bars now: let the per-source copies go.
+        group[:] = [(replace(b, bars=b.bars.clear()), d) for b, d in group]
         outcome = outcomes[key]
         outcome.rows_duplicate += merged.duplicate
         outcome.rows_conflicting += merged.losers.height
@@ -254,18 +257,22 @@ def ingest(
     if to_validate:
         from pipelines.validate.suite import validate_series
 
-        result = validate_series(to_validate, f"ingest-{run}")
-        stats = result.statistics
-        verdict = f"{stats['successful_expectations']}/{stats['evaluated_expectations']} passed"
+        results = validate_series(to_validate, f"ingest-{run}")
+        passed = sum(r.statistics["successful_expectations"] for r in results)
+        evaluated = sum(r.statistics["evaluated_expectations"] for r in results)
+        verdict = f"{passed}/{evaluated} passed" + (
+            f" ({len(results)} chunks)" if len(results) > 1 else ""
+        )
         for key in combined:
             if key.slug in to_validate:
                 outcomes[key].expectations = verdict
-        if not result.success:
-            failed = [
+        if not all(r.success for r in results):
+            failed = sorted({
                 str(r.expectation_config.type) if r.expectation_config else "?"
+                for result in results
                 for r in result.results
                 if not r.success
-            ]
+            })  # fmt: skip
             msg = (
                 f"validation suite failed on accepted rows ({', '.join(failed)}); "
                 "nothing was stored"
@@ -298,13 +305,13 @@ def ingest(
                 if resampled is not None:
                     resampled.seconds = time.perf_counter() - t0
                     outcomes[resampled.key] = resampled
-        quarantine_frames += [b.quarantine for b, _ in batches]
+        quarantine_frames += [b.quarantine for group in groups.values() for b, _ in group]
         quarantine = _new_quarantine(store, quarantine_frames)
         tx.put_quarantine(run, quarantine)
         record = {
             "run": run,
             "at": iso(datetime.now(UTC)),
-            "sources": sorted({b.source for b, _ in batches}),
+            "sources": sorted({b.source for group in groups.values() for b, _ in group}),
             "series": [o.as_json() for o in outcomes.values()],
         }
         tx.put_run(run, record)
@@ -317,7 +324,7 @@ def ingest(
     report = None
     if options.reports:
         t_reports = time.perf_counter()
-        report = _write_reports(settings, run, outcomes, result, quarantine_frames, combined)
+        report = _write_reports(settings, run, outcomes, results, quarantine_frames, combined)
         timings["reports"] = time.perf_counter() - t_reports
     elapsed = time.perf_counter() - started
     timings["total"] = elapsed
@@ -381,7 +388,7 @@ def _store_series(
             known.add((batch.source, source_digest))
             info.sources.append(
                 {"name": batch.source, "sha256": source_digest, "format": batch.format,
-                 "rows": batch.bars.height}
+                 "rows": batch.rows_read}
             )  # fmt: skip
     changed = {y: f for y, f in _by_year(result.bars).items() if y in years}
     info = tx.put_series(info, changed)
@@ -469,16 +476,16 @@ def _write_reports(
     settings: Settings,
     run: str,
     outcomes: dict[SeriesKey, SeriesOutcome],
-    result: Any,
+    results: list[Any],
     quarantine_frames: list[pl.DataFrame],
     combined: dict[SeriesKey, CombinedBatches],
 ) -> Path:
     folder = settings.reports_dir / f"ingest-{run}"
-    if result is not None:
-        write_report(folder, "validation.html", render_data_docs(result))
-        for outcome in outcomes.values():
-            if outcome.expectations:
-                outcome.data_docs = "validation.html"
+    for n, result in enumerate(results, 1):
+        write_report(folder, f"validation-{n}.html", render_data_docs(result))
+    for outcome in outcomes.values():
+        if outcome.expectations:
+            outcome.data_docs = "validation-1.html"
     frames = [f for f in quarantine_frames if f.height]
     sample = pl.concat(frames).head(200).to_dicts() if frames else []
     summary = []
