@@ -478,9 +478,14 @@ def main() -> None:
     except Exception as exc:
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
+        # Typer may run on its own vendored copy of click, whose errors are not click's classes.
+        usage_error = isinstance(exc, click.exceptions.ClickException) or (
+            callable(getattr(exc, "show", None))
+            and isinstance(getattr(exc, "exit_code", None), int)
+        )
+        if usage_error:
+            exc.show()  # type: ignore[attr-defined]
+            raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
         import traceback
 
         traceback.print_exc()
