@@ -132,12 +132,17 @@ def _anchor_clock(
 
 
 def _by_year(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    """Split bars sorted by time into one slice per calendar year (slices share memory)."""
     if frame.height == 0:
         return {}
-    years = frame["ts"].dt.year()
+    ts = frame["ts"]
+    years = range(ts[0].year, ts[-1].year + 1)
+    starts = [datetime(y, 1, 1, tzinfo=UTC) for y in (*years, years[-1] + 1)]
+    bounds = ts.search_sorted(pl.Series(starts, dtype=ts.dtype), side="left").to_list()
     return {
-        int(y): part.drop("_year")
-        for (y,), part in frame.with_columns(years.alias("_year")).group_by("_year")
+        year: frame.slice(lo, hi - lo)
+        for year, lo, hi in zip(years, bounds, bounds[1:], strict=False)
+        if hi > lo
     }
 
 

@@ -97,7 +97,7 @@ def combine_batches(frames: list[pl.DataFrame]) -> CombinedBatches:
         return CombinedBatches(pl.DataFrame(schema=BAR_SCHEMA), 0, pl.DataFrame(schema=BAR_SCHEMA))
     disjoint = all(a["ts"][-1] < b["ts"][0] for a, b in itertools.pairwise(frames))
     if disjoint:
-        return CombinedBatches(pl.concat(frames), 0, frames[0].clear())
+        return CombinedBatches(pl.concat(frames, rechunk=False), 0, frames[0].clear())
     allbars = pl.concat(frames)
     unique = allbars.unique(keep="first", maintain_order=True)
     ranked = preferred_first(unique)

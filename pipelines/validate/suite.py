@@ -68,7 +68,7 @@ def validate_series(
         for bars in series.values()
         if bars.height
     ]
-    frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+    frame = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame()
     has_spread = frame.height > 0 and frame["spread"].null_count() < frame.height
     columns = [c for c in frame.columns if c != "spread" or has_spread]
     frame = frame.select(columns).with_columns(pl.col("ts").dt.replace_time_zone(None))
