@@ -34,7 +34,10 @@ app.add_typer(data_app, name="data")
 def _err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, soft_wrap=True, width=160)
+    return console
 
 
 def _out() -> Console:
