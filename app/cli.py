@@ -135,6 +135,8 @@ def ingest(
     ] = False,
 ) -> None:
     """Read, validate and store bars; bad rows are quarantined with file, line and reason."""
+    from rich.markup import escape
+
     from core.errors import UsageError
     from core.timeframes import parse_timeframe
     from core.types import Side, VolumeKind
@@ -178,6 +180,8 @@ def ingest(
     console = _err()
     with _Progress(console) as advance:
         outcome = run_ingest(specs, options, _settings(), progress=advance)
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     if as_json:
         for series in outcome.series:
             _emit(series.as_json())
@@ -403,12 +407,16 @@ def data_sql(
     """Query the DuckDB catalog, e.g. "select symbol, timeframe, count(*) from bars group by all"."""
     import duckdb
 
-    from core.errors import UsageError
+    from core.errors import SolodeskError, UsageError
     from feature_store.catalog import open_catalog
     from feature_store.store import BarStore
 
     settings = _settings()
-    con = open_catalog(BarStore(settings.store_dir), settings.catalog_path)
+    try:
+        con = open_catalog(BarStore(settings.store_dir), settings.catalog_path)
+    except duckdb.IOException as exc:
+        msg = f"cannot open the catalog {settings.catalog_path}: {exc}; close the other process"
+        raise SolodeskError(msg) from None
     try:
         try:
             frame = con.sql(query).pl()

@@ -111,6 +111,7 @@ class IngestOutcome:
     series: list[SeriesOutcome]
     report: Path | None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    warnings: list[str] = field(default_factory=list)
 
 
 def new_run_id() -> str:
@@ -323,7 +324,7 @@ def ingest(
         tx.commit()
     timings["store"] = time.perf_counter() - t_store
     t_catalog = time.perf_counter()
-    rebuild_catalog(store, settings.catalog_path)
+    warnings = _refresh_catalog(store, settings)
     timings["catalog"] = time.perf_counter() - t_catalog
 
     report = None
@@ -335,7 +336,24 @@ def ingest(
     timings["total"] = elapsed
     for outcome in outcomes.values():
         outcome.seconds = outcome.seconds or elapsed
-    return IngestOutcome(run=run, series=list(outcomes.values()), report=report, timings=timings)
+    return IngestOutcome(
+        run=run, series=list(outcomes.values()), report=report, timings=timings, warnings=warnings
+    )
+
+
+def _refresh_catalog(store: BarStore, settings: Settings) -> list[str]:
+    """Rebuild the catalog; if another process holds it, say so (the store is committed and
+    the catalog rebuilds itself the next time it is opened)."""
+    import duckdb
+
+    try:
+        rebuild_catalog(store, settings.catalog_path)
+    except duckdb.IOException as exc:
+        return [
+            f"the DuckDB catalog {settings.catalog_path} is held by another process ({exc}); "
+            "the bars are stored and the catalog will be rebuilt when it is next opened"
+        ]
+    return []
 
 
 def _import_validator() -> None:
