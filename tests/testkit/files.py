@@ -139,6 +139,29 @@ def bar_frame(rows: Iterable[tuple[object, ...]]) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=list(BAR_SCHEMA), orient="row").cast(BAR_SCHEMA)  # type: ignore[arg-type]
 
 
+HOUR_BARS_START = datetime(2024, 1, 2, 9, tzinfo=UTC)  # a Tuesday
+
+
+def ohlc_bars(
+    rows: Sequence[tuple[float, float, float, float]], ts: Sequence[datetime] | None = None
+) -> pl.DataFrame:
+    """Return hourly bars from ``(open, high, low, close)`` rows, from HOUR_BARS_START unless
+    ``ts`` is given (volume 1, no spread)."""
+    times = (
+        ts
+        if ts is not None
+        else [HOUR_BARS_START + i * timedelta(hours=1) for i in range(len(rows))]
+    )
+    return bar_frame(
+        (t, o, h, lo, c, 1.0, None) for t, (o, h, lo, c) in zip(times, rows, strict=True)
+    )
+
+
+def close_bars(closes: Sequence[float], ts: Sequence[datetime] | None = None) -> pl.DataFrame:
+    """Return hourly bars whose open, high, low and close all equal the given closes."""
+    return ohlc_bars([(c, c, c, c) for c in closes], ts)
+
+
 def write(path: Path, data: bytes | str) -> Path:
     """Write text or bytes to ``path`` (making folders) and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
