@@ -146,16 +146,7 @@ def windowed_spec(
     name: str, family: Family, kind: str, warmup: int, **params: float
 ) -> FeatureSpec:
     """Return the spec of a feature that depends only on its last ``warmup + 1`` bars."""
-    return FeatureSpec(
-        name=name,
-        family=family,
-        kind=kind,
-        params=tuple(params.items()),
-        warmup=warmup,
-        recursive=False,
-        tolerance=WINDOW_TOLERANCE,
-        lookback=warmup + 1,
-    )
+    return _spec(name, family, kind, warmup, params, recursive=False, extra_lookback=0)
 
 
 def recursive_spec(
@@ -166,15 +157,29 @@ def recursive_spec(
     ``memory`` is ``-1 / ln(1 - α)``, the bars for an error to shrink by e; the lookback adds
     ``SETTLE_FACTOR`` of them to the warm-up.
     """
+    extra = math.ceil(SETTLE_FACTOR * memory)
+    return _spec(name, family, kind, warmup, params, recursive=True, extra_lookback=extra)
+
+
+def _spec(
+    name: str,
+    family: Family,
+    kind: str,
+    warmup: int,
+    params: dict[str, float],
+    *,
+    recursive: bool,
+    extra_lookback: int,
+) -> FeatureSpec:
     return FeatureSpec(
         name=name,
         family=family,
         kind=kind,
         params=tuple(params.items()),
         warmup=warmup,
-        recursive=True,
-        tolerance=RECURSIVE_TOLERANCE,
-        lookback=warmup + 1 + math.ceil(SETTLE_FACTOR * memory),
+        recursive=recursive,
+        tolerance=RECURSIVE_TOLERANCE if recursive else WINDOW_TOLERANCE,
+        lookback=warmup + 1 + extra_lookback,
     )
 
 

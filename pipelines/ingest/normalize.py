@@ -16,7 +16,7 @@ from datetime import datetime
 import polars as pl
 
 from core.clocks import Clock
-from core.errors import DataError
+from core.errors import DataError, UsageError
 from core.instruments import InstrumentRegistry
 from core.timeframes import Timeframe
 from core.types import SeriesKey, Side, VolumeKind
@@ -191,9 +191,7 @@ def normalize(
         # A blank symbol cell leaves its row without a symbol (quarantined), not the file unread.
         symbols = [s for s in frame["symbol"].drop_nulls().unique() if s.strip()]
         canonical = {s: registry.canonical(s) for s in symbols}
-    except DataError:
-        raise
-    except Exception as exc:
+    except UsageError as exc:  # an unknown symbol: name the file it came from
         raise DataError(str(exc), source=parsed.name) from None
     frame = frame.with_columns(
         pl.col("symbol").replace_strict(canonical, default=None, return_dtype=pl.String),

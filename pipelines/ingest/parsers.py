@@ -185,7 +185,7 @@ def _split(lines: pl.DataFrame, separator: str) -> pl.DataFrame:
     return lines.with_columns(pl.col("raw").str.split(separator).alias("_fields"))
 
 
-def _standard_checks(min_fields: int, time_text: pl.Expr) -> list[tuple[pl.Expr, str]]:
+def _standard_checks(min_fields: int) -> list[tuple[pl.Expr, str]]:
     n_fields = pl.col("_fields").list.len()
     checks: list[tuple[pl.Expr, str]] = [
         (n_fields < min_fields, f"expected at least {min_fields} fields"),
@@ -194,7 +194,6 @@ def _standard_checks(min_fields: int, time_text: pl.Expr) -> list[tuple[pl.Expr,
     for column in PRICE_COLUMNS:
         checks.append((pl.col(column).is_null(), f"unreadable {column} price"))
     checks.append((pl.col("volume").is_null(), "unreadable volume"))
-    del time_text
     return checks
 
 
@@ -221,7 +220,7 @@ def parse_histdata(source: RawSource) -> ParsedSource:
         close=_number(_field(4)),
         volume=_number(_field(5)).fill_null(0.0),
     )
-    frame = _finish(frame, _standard_checks(5, time_text))
+    frame = _finish(frame, _standard_checks(5))
     return ParsedSource(
         name=source.name, format="histdata", frame=frame, clock=parse_clock("Etc/GMT+5"),
         side=Side.BID, volume_kind=VolumeKind.NONE, timeframe=Timeframe.M1,
@@ -252,7 +251,7 @@ def parse_mt4_csv(source: RawSource) -> ParsedSource:
         close=_number(_field(5)),
         volume=_number(_field(6)),
     )
-    frame = _finish(frame, _standard_checks(7, time_text))
+    frame = _finish(frame, _standard_checks(7))
     return ParsedSource(
         name=source.name, format="mt4-csv", frame=frame, clock=BROKER, side=Side.BID,
         volume_kind=VolumeKind.TICK, may_end_with_forming_bar=True,
@@ -284,7 +283,7 @@ def parse_lean(source: RawSource) -> ParsedSource:
             volume=pl.lit(0.0),
             spread=_number(_field(9)) - _number(_field(4)),
         )
-        checks = _standard_checks(11, time_text)
+        checks = _standard_checks(11)
         checks.append((pl.col("spread").is_null(), "unreadable ask close"))
         clock = next((c for market, c in _LEAN_CLOCKS.items() if f"/{market}/" in path), "UTC")
         return ParsedSource(
@@ -302,7 +301,7 @@ def parse_lean(source: RawSource) -> ParsedSource:
     )
     clock = "America/New_York" if "/equity/" in path else "UTC"
     return ParsedSource(
-        name=source.name, format="lean", frame=_finish(frame, _standard_checks(6, time_text)),
+        name=source.name, format="lean", frame=_finish(frame, _standard_checks(6)),
         clock=parse_clock(clock), side=Side.BID, volume_kind=VolumeKind.REAL,
     )  # fmt: skip
 
@@ -539,7 +538,7 @@ def parse_csv(source: RawSource, *, date_order: str | None = None) -> ParsedSour
         frame = frame.with_columns(spread=_number(_field(mapping["spread"])))
     if "symbol" in mapping:
         frame = frame.with_columns(symbol=_field(mapping["symbol"]))
-    checks = _standard_checks(len(mapping) - ("clock_time" in mapping), time_text)
+    checks = _standard_checks(len(mapping) - ("clock_time" in mapping))
     if "symbol" in mapping:
         checks.append(((pl.col("symbol").is_null()) | (pl.col("symbol") == ""), "no symbol"))
     volume_kind = VolumeKind.NONE
