@@ -73,6 +73,8 @@ class FeatureSpec:
     lookback
         Bars an incremental path recomputes to reach ``tolerance``: ``warmup + 1`` for
         windowed features; for recursive ones plus the bars for the memory to decay.
+    lower, upper
+        Documented range of the values after the warm-up (``None``: unbounded on that side).
     """
 
     name: str
@@ -83,6 +85,8 @@ class FeatureSpec:
     recursive: bool
     tolerance: float
     lookback: int
+    lower: float | None = None
+    upper: float | None = None
 
     @property
     def parameters(self) -> dict[str, float]:
@@ -142,6 +146,38 @@ BUILDERS: dict[str, Callable[[Mapping[str, float]], pl.Expr]] = {
 }
 
 
+# Documented value ranges by kind, checked on every stored feature set.
+_PERCENT = (0.0, 100.0)
+_UNIT = (-1.0, 1.0)
+_FLAG = (0.0, 1.0)
+_NON_NEGATIVE = (0.0, None)
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "realized_vol": _NON_NEGATIVE,
+    "parkinson_vol": _NON_NEGATIVE,
+    "garman_klass_vol": _NON_NEGATIVE,
+    "atr_rel": _NON_NEGATIVE,
+    "rsi": _PERCENT,
+    "stochastic_k": _PERCENT,
+    "stochastic_d": _PERCENT,
+    "plus_di": _PERCENT,
+    "minus_di": _PERCENT,
+    "adx": _PERCENT,
+    "kbar_upper_shadow": _NON_NEGATIVE,
+    "kbar_lower_shadow": _NON_NEGATIVE,
+    "kbar_close_position": _FLAG,
+    "hour_sin": _UNIT,
+    "hour_cos": _UNIT,
+    "weekday_sin": _UNIT,
+    "weekday_cos": _UNIT,
+    "session_asia": _FLAG,
+    "session_london": _FLAG,
+    "session_new_york": _FLAG,
+    "relative_spread": _NON_NEGATIVE,
+    "relative_spread_mean": _NON_NEGATIVE,
+    "volume_ratio": _NON_NEGATIVE,
+}
+
+
 def windowed_spec(
     name: str, family: Family, kind: str, warmup: int, **params: float
 ) -> FeatureSpec:
@@ -180,6 +216,8 @@ def _spec(
         recursive=recursive,
         tolerance=RECURSIVE_TOLERANCE if recursive else WINDOW_TOLERANCE,
         lookback=warmup + 1 + extra_lookback,
+        lower=RANGES.get(kind, (None, None))[0],
+        upper=RANGES.get(kind, (None, None))[1],
     )
 
 
