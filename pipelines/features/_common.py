@@ -1,8 +1,164 @@
-"""Smoothing and division helpers shared by the feature families."""
+"""Smoothing, window and division helpers shared by the feature families.
+
+Every stateful step of a feature is one of the compiled kernels of
+:mod:`pipelines.features.kernels`, wrapped here as a Polars expression. An expression built
+inside :func:`online_build` belongs to a bar-by-bar computation: its smoothing steps keep
+their kernel state between evaluations and consume only the bars appended since the last
+one (:class:`OnlineState`), while window steps recompute their windows from the retained
+bars. Built outside, every evaluation starts from a fresh state, so the expression is a pure
+function of its input.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
 import polars as pl
+
+from pipelines.features import kernels
+
+Array = kernels.Array
+
+
+@dataclass
+class OnlineState:
+    """Shared clock of the smoothing steps of one bar-by-bar computation.
+
+    Attributes
+    ----------
+    tick
+        Number of evaluations so far; a step advances once per tick however often the
+        expression tree refers to it.
+    new_rows
+        Bars appended to the retained frame since the previous evaluation (every row on the
+        first one).
+    keep
+        Outputs each step retains, at least the number of retained bars.
+    """
+
+    keep: int
+    tick: int = 0
+    new_rows: int = 0
+
+
+_ONLINE: ContextVar[OnlineState | None] = ContextVar("solodesk_online_features", default=None)
+
+
+@contextmanager
+def online_build(state: OnlineState) -> Iterator[None]:
+    """Build feature expressions whose smoothing steps carry their state in ``state``'s clock."""
+    token = _ONLINE.set(state)
+    try:
+        yield
+    finally:
+        _ONLINE.reset(token)
+
+
+def _values(series: pl.Series) -> Array:
+    values = series.cast(pl.Float64).to_numpy()
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _series(values: Array) -> pl.Series:
+    return pl.Series("", values, dtype=pl.Float64, nan_to_null=True)
+
+
+@cache
+def _window_step(
+    name: str, n: int, weights: tuple[float, ...] = ()
+) -> Callable[[pl.Series], pl.Series]:
+    """Return the (shared) function of stateless window kernel ``name`` (min, max, dot).
+
+    One function object per kernel and parameters, so that Polars recognises the same window
+    of the same input used by several features as one subexpression and computes it once.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+
+    def run(series: pl.Series) -> pl.Series:
+        x = _values(series)
+        if name == "dot":
+            return _series(kernels.rolling_dot(x, w))
+        kernel: Callable[[Array, int], Array] = getattr(kernels, f"rolling_{name}")
+        return _series(kernel(x, n))
+
+    return run
+
+
+def _windowed(x: pl.Expr, name: str, n: int, weights: tuple[float, ...] = ()) -> pl.Expr:
+    return x.map_batches(_window_step(name, n, weights), return_dtype=pl.Float64)
+
+
+State = tuple[Array, ...]
+Kernel = Callable[[Array, State], Array]
+
+
+class _Step:
+    """A stateful kernel step: fresh per evaluation, or carried across an online computation."""
+
+    def __init__(
+        self, kernel: Kernel, new_state: Callable[[], State], online: OnlineState | None
+    ) -> None:
+        self.kernel = kernel
+        self.new_state = new_state
+        self.online = online
+        self.state = new_state()
+        self.outputs: Array = np.empty(0)
+        self.tick = -1
+
+    def __call__(self, series: pl.Series) -> pl.Series:
+        x = _values(series)
+        if self.online is None:
+            return _series(self.kernel(x, self.new_state()))
+        clock = self.online
+        if self.tick != clock.tick:
+            fresh = x if self.tick < 0 else x[x.shape[0] - clock.new_rows :]
+            out = self.kernel(np.ascontiguousarray(fresh), self.state)
+            self.outputs = np.concatenate((self.outputs, out))
+            self.tick = clock.tick
+        rows = x.shape[0]
+        tail = self.outputs[-rows:]
+        if tail.shape[0] < rows:
+            tail = np.concatenate((np.full(rows - tail.shape[0], np.nan), tail))
+        self.outputs = self.outputs[-max(clock.keep, rows) :]
+        return _series(tail)
+
+
+@cache
+def _step_parts(name: str, alpha: float, n: int) -> tuple[Kernel, Callable[[], State]]:
+    """Kernel and state factory of ``ewm`` (``alpha``, ``n`` samples) or sliding ``sum/mean/std``."""
+    if name == "ewm":
+
+        def smooth(x: Array, state: State) -> Array:
+            return kernels.ewm(x, alpha, n, state[0])
+
+        return smooth, lambda: (np.zeros(2),)
+    sliding = getattr(kernels, f"rolling_{name}")
+
+    def slide(x: Array, state: State) -> Array:
+        return sliding(x, n, state[0], state[1])
+
+    return slide, lambda: kernels.new_state(name, n)
+
+
+@cache
+def _batch_step(name: str, alpha: float, n: int) -> _Step:
+    # Shared by every use: with a fresh state per evaluation it is a pure function of its input.
+    return _Step(*_step_parts(name, alpha, n), None)
+
+
+def _stateful(x: pl.Expr, name: str, alpha: float, n: int) -> pl.Expr:
+    online = _ONLINE.get()
+    step = (
+        _batch_step(name, alpha, n)
+        if online is None
+        else _Step(*_step_parts(name, alpha, n), online)
+    )
+    return x.map_batches(step, return_dtype=pl.Float64)
 
 
 def ema(x: pl.Expr, span: int) -> pl.Expr:
@@ -10,7 +166,7 @@ def ema(x: pl.Expr, span: int) -> pl.Expr:
 
     Starts at the first non-null ``x``; the first ``span - 1`` values from there are null.
     """
-    return x.ewm_mean(alpha=2.0 / (span + 1), adjust=False, min_samples=span)
+    return _stateful(x, "ewm", 2.0 / (span + 1), span)
 
 
 def wilder(x: pl.Expr, n: int) -> pl.Expr:
@@ -18,9 +174,51 @@ def wilder(x: pl.Expr, n: int) -> pl.Expr:
 
     The first ``n - 1`` values from the first non-null ``x`` are null.
     """
-    return x.ewm_mean(alpha=1.0 / n, adjust=False, min_samples=n)
+    return _stateful(x, "ewm", 1.0 / n, n)
+
+
+def rolling_sum(x: pl.Expr, n: int) -> pl.Expr:
+    """Sum of the last ``n`` values; null unless all ``n`` are present."""
+    return _stateful(x, "sum", 0.0, n)
+
+
+def rolling_mean(x: pl.Expr, n: int) -> pl.Expr:
+    """Mean of the last ``n`` values; null unless all ``n`` are present."""
+    return _stateful(x, "mean", 0.0, n)
+
+
+def rolling_std(x: pl.Expr, n: int) -> pl.Expr:
+    """Sample standard deviation (ddof 1) of the last ``n`` values, exactly 0 if all are equal."""
+    return _stateful(x, "std", 0.0, n)
+
+
+def rolling_min(x: pl.Expr, n: int) -> pl.Expr:
+    """Smallest of the last ``n`` values."""
+    return _windowed(x, "min", n)
+
+
+def rolling_max(x: pl.Expr, n: int) -> pl.Expr:
+    """Largest of the last ``n`` values."""
+    return _windowed(x, "max", n)
+
+
+def rolling_dot(x: pl.Expr, weights: list[float]) -> pl.Expr:
+    """Σ weights[j]·x over the last ``len(weights)`` values, oldest first."""
+    return _windowed(x, "dot", len(weights), tuple(weights))
+
+
+@cache
+def _divide_step(when_zero: float) -> Callable[[Sequence[pl.Series]], pl.Series]:
+    def run(columns: Sequence[pl.Series]) -> pl.Series:
+        num, den = columns
+        return _series(kernels.divide(_values(num), _values(den), when_zero))
+
+    return run
 
 
 def ratio(num: pl.Expr, den: pl.Expr, when_zero: float) -> pl.Expr:
-    """Return ``num / den``, or ``when_zero`` where ``den`` is 0 (null where either is null)."""
-    return pl.when(den != 0).then(num / den).when(den == 0).then(pl.lit(when_zero))
+    """Return ``num / den``, or ``when_zero`` where ``den`` is 0 (null where either is null).
+
+    One step over both columns, so ``den`` is evaluated once.
+    """
+    return pl.map_batches([num, den], _divide_step(when_zero), return_dtype=pl.Float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ratio
+from pipelines.features._common import ratio, rolling_mean, rolling_std
 
 
 def relative_spread(spread: pl.Expr, close: pl.Expr) -> pl.Expr:
@@ -14,7 +14,7 @@ def relative_spread(spread: pl.Expr, close: pl.Expr) -> pl.Expr:
 
 def relative_spread_mean(spread: pl.Expr, close: pl.Expr, window: int) -> pl.Expr:
     """Mean relative spread: mean(spread / c) over n bars. Warm-up: ``window - 1`` bars."""
-    return (spread / close).rolling_mean(window)
+    return rolling_mean(spread / close, window)
 
 
 def volume_zscore(volume: pl.Expr, window: int) -> pl.Expr:
@@ -22,9 +22,9 @@ def volume_zscore(volume: pl.Expr, window: int) -> pl.Expr:
 
     Warm-up: ``window - 1`` bars.
     """
-    return ratio(volume - volume.rolling_mean(window), volume.rolling_std(window), when_zero=0.0)
+    return ratio(volume - rolling_mean(volume, window), rolling_std(volume, window), when_zero=0.0)
 
 
 def volume_ratio(volume: pl.Expr, window: int) -> pl.Expr:
     """Relative volume: v / mean(v, n); 1 when the mean is 0. Warm-up: ``window - 1`` bars."""
-    return ratio(volume, volume.rolling_mean(window), when_zero=1.0)
+    return ratio(volume, rolling_mean(volume, window), when_zero=1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ratio
+from pipelines.features._common import ratio, rolling_mean, rolling_std
 
 
 def close_zscore(close: pl.Expr, window: int) -> pl.Expr:
@@ -12,7 +12,7 @@ def close_zscore(close: pl.Expr, window: int) -> pl.Expr:
 
     Warm-up: ``window - 1`` bars.
     """
-    return ratio(close - close.rolling_mean(window), close.rolling_std(window), when_zero=0.0)
+    return ratio(close - rolling_mean(close, window), rolling_std(close, window), when_zero=0.0)
 
 
 def bollinger_pct_b(close: pl.Expr, window: int, k: float) -> pl.Expr:
@@ -20,6 +20,6 @@ def bollinger_pct_b(close: pl.Expr, window: int, k: float) -> pl.Expr:
 
     0 on the lower band, 1 on the upper band. Warm-up: ``window - 1`` bars.
     """
-    mean = close.rolling_mean(window)
-    std = close.rolling_std(window)
+    mean = rolling_mean(close, window)
+    std = rolling_std(close, window)
     return ratio(close - (mean - k * std), 2.0 * k * std, when_zero=0.5)

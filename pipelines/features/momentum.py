@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ema, ratio, wilder
+from pipelines.features._common import ema, ratio, rolling_max, rolling_mean, rolling_min, wilder
 
 
 def rsi(close: pl.Expr, n: int) -> pl.Expr:
@@ -45,11 +45,11 @@ def stochastic_k(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr
 
     Warm-up: ``n - 1`` bars.
     """
-    lowest = low.rolling_min(n)
-    return 100.0 * ratio(close - lowest, high.rolling_max(n) - lowest, when_zero=0.5)
+    lowest = rolling_min(low, n)
+    return 100.0 * ratio(close - lowest, rolling_max(high, n) - lowest, when_zero=0.5)
 
 
 def stochastic_d(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int, d: int) -> pl.Expr:
     """Stochastic %D: mean of %K(n) over d bars. Warm-up: ``n + d - 2`` bars."""
     # The sliding mean may overshoot 100 by an ulp; clip to the range %K lives in.
-    return stochastic_k(high, low, close, n).rolling_mean(d).clip(0.0, 100.0)
+    return rolling_mean(stochastic_k(high, low, close, n), d).clip(0.0, 100.0)

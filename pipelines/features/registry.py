@@ -394,6 +394,57 @@ def applicable_specs(
     ]
 
 
+def checked_specs(
+    specs: Iterable[FeatureSpec],
+    columns: Iterable[str],
+    *,
+    has_spread: bool,
+    volume_kind: VolumeKind,
+) -> list[FeatureSpec]:
+    """Return the applicable ``specs`` after checking their names and the columns they need.
+
+    Raises
+    ------
+    UsageError
+        If two specs share a name or ``columns`` lack one the features need.
+    """
+    chosen = applicable_specs(specs, has_spread=has_spread, volume_kind=volume_kind)
+    names = [s.name for s in chosen]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        msg = f"feature set names {duplicates} more than once: give each feature its own name"
+        raise UsageError(msg)
+    needed = ["ts", *OHLC]
+    if any(s.family is Family.SPREAD for s in chosen):
+        needed.append("spread")
+    if any(s.family is Family.VOLUME for s in chosen):
+        needed.append("volume")
+    present = set(columns)
+    missing = [c for c in needed if c not in present]
+    if missing:
+        msg = f"bars lack column(s) {', '.join(missing)} needed by the feature set"
+        raise UsageError(msg)
+    return chosen
+
+
+def without_sorted_flags(bars: pl.DataFrame) -> pl.DataFrame:
+    """Return ``bars`` with the price and volume columns stripped of Polars' sortedness flags.
+
+    Polars divides by a column flagged sorted whose first and last values are equal (a flat
+    stretch, a single bar) as by a constant, multiplying by its reciprocal, which may round
+    differently from a true division. The flags depend on how a frame was assembled, not on
+    its values, so they are cleared to make every division a true one.
+    """
+    flagged = [
+        c
+        for c in bars.columns
+        if c != "ts" and bars[c].dtype.is_numeric() and any(bars[c].flags.values())
+    ]
+    if not flagged:
+        return bars
+    return bars.with_columns(pl.Series(c, bars[c].to_arrow()) for c in flagged)
+
+
 def compute_features(
     bars: pl.DataFrame,
     specs: Iterable[FeatureSpec],
@@ -425,22 +476,9 @@ def compute_features(
     UsageError
         If a column the features need is missing, two specs share a name, or a kind is unknown.
     """
-    chosen = applicable_specs(specs, has_spread=has_spread, volume_kind=volume_kind)
-    names = [s.name for s in chosen]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        msg = f"feature set names {duplicates} more than once: give each feature its own name"
-        raise UsageError(msg)
-    needed = ["ts", *OHLC]
-    if any(s.family is Family.SPREAD for s in chosen):
-        needed.append("spread")
-    if any(s.family is Family.VOLUME for s in chosen):
-        needed.append("volume")
-    missing = [c for c in needed if c not in bars.columns]
-    if missing:
-        msg = f"bars lack column(s) {', '.join(missing)} needed by the feature set"
-        raise UsageError(msg)
+    chosen = checked_specs(specs, bars.columns, has_spread=has_spread, volume_kind=volume_kind)
     exprs = [feature_expr(s).cast(pl.Float64) for s in chosen]
     # The in-memory engine: the streaming engine cuts columns into morsels, and its rolling
     # windows then differ in the last bits depending on where the frame ends.
-    return bars.lazy().select(pl.col("ts"), *exprs).collect(engine="in-memory")
+    plain = without_sorted_flags(bars)
+    return plain.lazy().select(pl.col("ts"), *exprs).collect(engine="in-memory")

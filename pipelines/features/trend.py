@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ema, ratio, wilder
+from pipelines.features._common import ema, ratio, rolling_dot, rolling_mean, wilder
 from pipelines.features.volatility import atr, true_range
 
 
@@ -13,7 +13,7 @@ def close_to_sma(close: pl.Expr, n: int) -> pl.Expr:
 
     Warm-up: ``n - 1`` bars.
     """
-    return (close - close.rolling_mean(n)) / close
+    return (close - rolling_mean(close, n)) / close
 
 
 def close_to_ema(close: pl.Expr, n: int) -> pl.Expr:
@@ -29,7 +29,7 @@ def close_to_sma_atr(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int, atr_n:
 
     Warm-up: ``max(n, atr_n) - 1`` bars. Recursive (through ATR).
     """
-    return ratio(close - close.rolling_mean(n), atr(high, low, close, atr_n), when_zero=0.0)
+    return ratio(close - rolling_mean(close, n), atr(high, low, close, atr_n), when_zero=0.0)
 
 
 def close_to_ema_atr(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int, atr_n: int) -> pl.Expr:
@@ -88,4 +88,4 @@ def log_close_slope(close: pl.Expr, window: int) -> pl.Expr:
     mean_i = (window - 1) / 2.0
     sxx = sum((i - mean_i) ** 2 for i in range(window))
     weights = [(i - mean_i) / sxx for i in range(window)]
-    return close.log().rolling_sum(window, weights=weights)
+    return rolling_dot(close.log(), weights)

@@ -9,7 +9,7 @@ import math
 
 import polars as pl
 
-from pipelines.features._common import wilder
+from pipelines.features._common import rolling_mean, rolling_std, wilder
 
 _GK_CLOSE = 2.0 * math.log(2.0) - 1.0
 # Multiplied, not divided: see the module docstring of pipelines.features.
@@ -21,7 +21,7 @@ def realized_vol(close: pl.Expr, window: int) -> pl.Expr:
 
     Warm-up: ``window`` bars (one for the first return, ``window - 1`` for the window).
     """
-    return (close / close.shift(1)).log().rolling_std(window)
+    return rolling_std((close / close.shift(1)).log(), window)
 
 
 def parkinson_vol(high: pl.Expr, low: pl.Expr, window: int) -> pl.Expr:
@@ -30,7 +30,7 @@ def parkinson_vol(high: pl.Expr, low: pl.Expr, window: int) -> pl.Expr:
     Warm-up: ``window - 1`` bars.
     """
     return (
-        (high / low).log().pow(2).rolling_mean(window).clip(lower_bound=0.0) * _PARKINSON
+        rolling_mean((high / low).log().pow(2), window).clip(lower_bound=0.0) * _PARKINSON
     ).sqrt()
 
 
@@ -42,7 +42,7 @@ def garman_klass_vol(
     Each bar's term is non-negative because ``|ln(c/o)| <= ln(h/l)``. Warm-up: ``window - 1``.
     """
     term = 0.5 * (high / low).log().pow(2) - _GK_CLOSE * (close / open_).log().pow(2)
-    return term.rolling_mean(window).clip(lower_bound=0.0).sqrt()
+    return rolling_mean(term, window).clip(lower_bound=0.0).sqrt()
 
 
 def true_range(high: pl.Expr, low: pl.Expr, close: pl.Expr) -> pl.Expr:

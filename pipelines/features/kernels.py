@@ -1,0 +1,302 @@
+"""Compiled kernels behind every stateful feature: smoothing and window statistics.
+
+The batch computation and the bar-by-bar path call the very same compiled functions on the
+same float64 inputs, so they agree bit for bit. Missing values are NaN on the way in and out
+(:mod:`pipelines.features._common` turns them into nulls).
+
+Smoothing (:func:`ewm`) carries its state (``[count, y]``) in a small array the caller owns:
+the batch path starts from a fresh state and runs the whole column; the bar-by-bar path keeps
+the array and runs one new value at a time. Both apply::
+
+    y = x_0 at the first finite x,   then y = y + α·(x - y)
+
+and output NaN until ``min_samples`` finite values have been seen; a NaN input outputs NaN
+and leaves the state unchanged.
+
+Sliding window statistics (:func:`rolling_sum`, :func:`rolling_mean`, :func:`rolling_std`)
+carry their state the same way, plus a ring of the last ``n`` inputs (:func:`new_state`):
+sums slide with Kahan compensation; the standard deviation slides compensated sums of the
+deviations from a reference near the window's mean, recentred and recomputed from the window
+every ``n`` rows. A value thus
+depends, in its last bits, on where the series started: a recomputation from the last bars
+agrees to rounding (``FeatureSpec.tolerance``), a replay from the same first bar exactly.
+A NaN input restarts the window; a window with a NaN gives NaN. ``rolling_std`` (ddof 1) is
+exactly 0 on a window of equal values.
+
+:func:`rolling_min`, :func:`rolling_max` (a monotonic queue, exact) and :func:`rolling_dot`
+(weights times values in index order) are stateless: each window is computed from its values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+Array = npt.NDArray[np.float64]
+
+# Cached on disk, releasing the GIL (Polars runs expressions on several threads), and with
+# NumPy's float semantics: a division by zero gives inf or NaN instead of raising.
+_jit = njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+def ewm(x: Array, alpha: float, min_samples: int, state: Array) -> Array:  # pragma: no cover
+    """Smooth ``x`` by ``y = y + alpha·(x - y)`` from ``state`` (``[count, y]``), updated in place."""
+    out = np.empty(x.shape[0])
+    count = state[0]
+    y = state[1]
+    for i in range(x.shape[0]):
+        v = x[i]
+        if math.isnan(v):
+            out[i] = np.nan
+            continue
+        y = v if count == 0.0 else y + alpha * (v - y)
+        count += 1.0
+        out[i] = y if count >= min_samples else np.nan
+    state[0] = count
+    state[1] = y
+    return out
+
+
+@_jit
+def _finite_runs(x: Array) -> npt.NDArray[np.int64]:  # pragma: no cover
+    """Length of the run of finite values ending at each position."""
+    runs = np.empty(x.shape[0], dtype=np.int64)
+    run = 0
+    for i in range(x.shape[0]):
+        run = run + 1 if math.isfinite(x[i]) else 0
+        runs[i] = run
+    return runs
+
+
+# State of the sliding kernels, a float64 array the caller owns: rows seen, length of the
+# current run of finite values, then the kernel's own entries.
+SUM_STATE = 4  # rows, run, sum, compensation
+STD_STATE = 9  # rows, run, equal run, previous value, reference, Σd and Σd² with compensations
+
+
+def new_state(kind: str, n: int) -> tuple[Array, Array]:
+    """Return a fresh ``(state, ring)`` pair for sliding kernel ``kind`` over ``n`` values."""
+    size = {"sum": SUM_STATE, "mean": SUM_STATE, "std": STD_STATE}[kind]
+    return np.zeros(size), np.zeros(n)
+
+
+@_jit
+def _kahan(
+    total: float, compensation: float, value: float
+) -> tuple[float, float]:  # pragma: no cover
+    y = value - compensation
+    t = total + y
+    return t, (t - total) - y
+
+
+@_jit
+def _sliding_sum(
+    x: Array, n: int, state: Array, ring: Array, mean: bool
+) -> Array:  # pragma: no cover
+    out = np.empty(x.shape[0])
+    rows = int(state[0])
+    run = int(state[1])
+    total = state[2]
+    compensation = state[3]
+    for i in range(x.shape[0]):
+        v = x[i]
+        slot = rows % n
+        leaving = ring[slot]
+        ring[slot] = v
+        rows += 1
+        if not math.isfinite(v):
+            run = 0
+            total = 0.0
+            compensation = 0.0
+            out[i] = np.nan
+            continue
+        run += 1
+        total, compensation = _kahan(total, compensation, v)
+        if run > n:
+            total, compensation = _kahan(total, compensation, -leaving)
+        if run >= n:
+            out[i] = total / n if mean else total
+        else:
+            out[i] = np.nan
+    state[0] = rows
+    state[1] = run
+    state[2] = total
+    state[3] = compensation
+    return out
+
+
+@_jit
+def rolling_sum(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma: no cover
+    """Sum of the last ``n`` values, slid with Kahan compensation; NaN until ``n`` finite in a row."""
+    return _sliding_sum(x, n, state, ring, False)
+
+
+@_jit
+def rolling_mean(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma: no cover
+    """Mean of the last ``n`` values: their sliding sum divided by ``n``."""
+    return _sliding_sum(x, n, state, ring, True)
+
+
+@_jit
+def _window_in_order(ring: Array, rows: int, n: int) -> Array:  # pragma: no cover
+    window = np.empty(n)
+    for j in range(n):
+        window[j] = ring[(rows + j) % n]
+    return window
+
+
+@_jit
+def _deviation_sums(
+    window: Array, ref: float
+) -> tuple[float, float, float, float]:  # pragma: no cover
+    s1 = 0.0
+    c1 = 0.0
+    s2 = 0.0
+    c2 = 0.0
+    for j in range(window.shape[0]):
+        d = window[j] - ref
+        s1, c1 = _kahan(s1, c1, d)
+        s2, c2 = _kahan(s2, c2, d * d)
+    return s1, c1, s2, c2
+
+
+@_jit
+def rolling_std(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma: no cover
+    """Sample standard deviation (ddof 1) of the last ``n`` values; 0 when they are all equal.
+
+    Slides Kahan sums of the deviations ``d = x - ref`` and of ``d²`` from a reference
+    ``ref`` near the window's mean: ``var = (Σd² - (Σd)²/n) / (n - 1)``. Every ``n`` rows
+    (counted from the first row) ``ref`` moves to the window's mean and both sums are
+    recomputed from the window, so ``Σd`` stays small next to ``Σd²`` (no cancellation) and
+    rounding errors never build up over more than ``n`` steps.
+    """
+    out = np.empty(x.shape[0])
+    rows = int(state[0])
+    run = int(state[1])
+    equal_run = int(state[2])
+    previous = state[3]
+    ref = state[4]
+    s1 = state[5]
+    c1 = state[6]
+    s2 = state[7]
+    c2 = state[8]
+    for i in range(x.shape[0]):
+        v = x[i]
+        slot = rows % n
+        leaving = ring[slot]
+        ring[slot] = v
+        rows += 1
+        if not math.isfinite(v):
+            run = 0
+            equal_run = 0
+            s1 = c1 = s2 = c2 = 0.0
+            out[i] = np.nan
+            continue
+        equal_run = equal_run + 1 if run > 0 and v == previous else 1
+        previous = v
+        run += 1
+        if run == 1:
+            ref = v
+        if run > n and rows % n == 0:
+            window = _window_in_order(ring, rows, n)
+            ref = ref + s1 / n
+            s1, c1, s2, c2 = _deviation_sums(window, ref)
+        else:
+            d = v - ref
+            s1, c1 = _kahan(s1, c1, d)
+            s2, c2 = _kahan(s2, c2, d * d)
+            if run > n:
+                e = leaving - ref
+                s1, c1 = _kahan(s1, c1, -e)
+                s2, c2 = _kahan(s2, c2, -(e * e))
+        if run < n:
+            out[i] = np.nan
+        elif equal_run >= n:
+            out[i] = 0.0
+        else:
+            out[i] = math.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - 1))
+    state[0] = rows
+    state[1] = run
+    state[2] = equal_run
+    state[3] = previous
+    state[4] = ref
+    state[5] = s1
+    state[6] = c1
+    state[7] = s2
+    state[8] = c2
+    return out
+
+
+@_jit
+def _rolling_extreme(x: Array, n: int, sign: float) -> Array:  # pragma: no cover
+    # Monotonic queue of indices whose values (times ``sign``) decrease from the front: the
+    # front is the window's extreme. Each index enters and leaves once.
+    runs = _finite_runs(x)
+    queue = np.empty(x.shape[0], dtype=np.int64)
+    head = 0
+    tail = 0
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        if runs[i] == 0:
+            head = tail
+            out[i] = np.nan
+            continue
+        v = sign * x[i]
+        while tail > head and sign * x[queue[tail - 1]] <= v:
+            tail -= 1
+        queue[tail] = i
+        tail += 1
+        if queue[head] <= i - n:
+            head += 1
+        out[i] = x[queue[head]] if runs[i] >= n else np.nan
+    return out
+
+
+@_jit
+def rolling_min(x: Array, n: int) -> Array:  # pragma: no cover
+    """Smallest of the last ``n`` values."""
+    return _rolling_extreme(x, n, -1.0)
+
+
+@_jit
+def rolling_max(x: Array, n: int) -> Array:  # pragma: no cover
+    """Largest of the last ``n`` values."""
+    return _rolling_extreme(x, n, 1.0)
+
+
+@_jit
+def rolling_dot(x: Array, weights: Array) -> Array:  # pragma: no cover
+    """Σ weights[j]·x[i - n + 1 + j] over the last ``n = len(weights)`` values, in index order."""
+    n = weights.shape[0]
+    runs = _finite_runs(x)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        if runs[i] < n:
+            out[i] = np.nan
+            continue
+        start = i - n + 1
+        acc = 0.0
+        for j in range(n):
+            acc += weights[j] * x[start + j]
+        out[i] = acc
+    return out
+
+
+@_jit
+def divide(num: Array, den: Array, when_zero: float) -> Array:  # pragma: no cover
+    """``num / den``, ``when_zero`` where ``den`` is 0, NaN where either is NaN."""
+    out = np.empty(num.shape[0])
+    for i in range(num.shape[0]):
+        a = num[i]
+        b = den[i]
+        if math.isnan(a) or math.isnan(b):
+            out[i] = np.nan
+        elif b == 0.0:
+            out[i] = when_zero
+        else:
+            out[i] = a / b
+    return out
