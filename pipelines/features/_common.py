@@ -2,10 +2,10 @@
 
 Every stateful step of a feature is one of the compiled kernels of
 :mod:`pipelines.features.kernels`, wrapped here as a Polars expression. An expression built
-inside :func:`online_build` belongs to a bar-by-bar computation: its smoothing steps keep
-their kernel state between evaluations and consume only the bars appended since the last
-one (:class:`OnlineState`), while window steps recompute their windows from the retained
-bars. Built outside, every evaluation starts from a fresh state, so the expression is a pure
+inside :func:`online_build` belongs to a bar-by-bar computation: its smoothing and sliding
+window steps keep their kernel state between evaluations and consume only the bars appended
+since the last one (:class:`OnlineState`), while the stateless windows (min, max, weighted
+sums) recompute from the retained bars. Built outside, every evaluation starts from a fresh state, so the expression is a pure
 function of its input.
 """
 
