@@ -4,8 +4,8 @@ Every stateful step of a feature is one of the compiled kernels of
 :mod:`pipelines.features.kernels`, wrapped here as a Polars expression. An expression built
 inside :func:`online_build` belongs to a bar-by-bar computation: its smoothing and sliding
 window steps keep their kernel state between evaluations and consume only the bars appended
-since the last one (:class:`OnlineState`), while the stateless windows (min, max, weighted
-sums) recompute from the retained bars. Built outside, every evaluation starts from a fresh state, so the expression is a pure
+since the last one (:class:`OnlineState`). Windows whose value depends on their own values
+only (min, max, weighted sums) are Polars' own and recompute from the retained bars. Built outside, every evaluation starts from a fresh state, so the expression is a pure
 function of its input.
 """
 
@@ -66,31 +66,6 @@ def _values(series: pl.Series) -> Array:
 
 def _series(values: Array) -> pl.Series:
     return pl.Series("", values, dtype=pl.Float64, nan_to_null=True)
-
-
-@cache
-def _window_step(
-    name: str, n: int, weights: tuple[float, ...] = ()
-) -> Callable[[pl.Series], pl.Series]:
-    """Return the (shared) function of stateless window kernel ``name`` (min, max, dot).
-
-    One function object per kernel and parameters, so that Polars recognises the same window
-    of the same input used by several features as one subexpression and computes it once.
-    """
-    w = np.asarray(weights, dtype=np.float64)
-
-    def run(series: pl.Series) -> pl.Series:
-        x = _values(series)
-        if name == "dot":
-            return _series(kernels.rolling_dot(x, w))
-        kernel: Callable[[Array, int], Array] = getattr(kernels, f"rolling_{name}")
-        return _series(kernel(x, n))
-
-    return run
-
-
-def _windowed(x: pl.Expr, name: str, n: int, weights: tuple[float, ...] = ()) -> pl.Expr:
-    return x.map_batches(_window_step(name, n, weights), return_dtype=pl.Float64)
 
 
 State = tuple[Array, ...]
@@ -193,18 +168,21 @@ def rolling_std(x: pl.Expr, n: int) -> pl.Expr:
 
 
 def rolling_min(x: pl.Expr, n: int) -> pl.Expr:
-    """Smallest of the last ``n`` values."""
-    return _windowed(x, "min", n)
+    """Smallest of the last ``n`` values (exact, so Polars' own window serves both paths)."""
+    return x.rolling_min(n)
 
 
 def rolling_max(x: pl.Expr, n: int) -> pl.Expr:
-    """Largest of the last ``n`` values."""
-    return _windowed(x, "max", n)
+    """Largest of the last ``n`` values (exact, so Polars' own window serves both paths)."""
+    return x.rolling_max(n)
 
 
 def rolling_dot(x: pl.Expr, weights: list[float]) -> pl.Expr:
-    """Σ weights[j]·x over the last ``len(weights)`` values, oldest first."""
-    return _windowed(x, "dot", len(weights), tuple(weights))
+    """Σ weights[j]·x over the last ``len(weights)`` values, oldest first.
+
+    Polars computes each weighted window from its own values, so both paths agree.
+    """
+    return x.rolling_sum(len(weights), weights=weights)
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Compiled kernels behind every stateful feature: smoothing and window statistics.
+"""Compiled kernels behind every stateful feature step: smoothing and sliding windows.
 
 The batch computation and the bar-by-bar path call the very same compiled functions on the
 same float64 inputs, so they agree bit for bit. Missing values are NaN on the way in and out
@@ -23,8 +23,6 @@ agrees to rounding (``FeatureSpec.tolerance``), a replay from the same first bar
 A NaN input restarts the window; a window with a NaN gives NaN. ``rolling_std`` (ddof 1) is
 exactly 0 on a window of equal values.
 
-:func:`rolling_min`, :func:`rolling_max` (a monotonic queue, exact) and :func:`rolling_dot`
-(weights times values in index order) are stateless: each window is computed from its values.
 """
 
 from __future__ import annotations
@@ -228,61 +226,6 @@ def rolling_std(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma
     state[6] = c1
     state[7] = s2
     state[8] = c2
-    return out
-
-
-@_jit
-def _rolling_extreme(x: Array, n: int, sign: float) -> Array:  # pragma: no cover
-    # Monotonic queue of indices whose values (times ``sign``) decrease from the front: the
-    # front is the window's extreme. Each index enters and leaves once.
-    runs = _finite_runs(x)
-    queue = np.empty(x.shape[0], dtype=np.int64)
-    head = 0
-    tail = 0
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        if runs[i] == 0:
-            head = tail
-            out[i] = np.nan
-            continue
-        v = sign * x[i]
-        while tail > head and sign * x[queue[tail - 1]] <= v:
-            tail -= 1
-        queue[tail] = i
-        tail += 1
-        if queue[head] <= i - n:
-            head += 1
-        out[i] = x[queue[head]] if runs[i] >= n else np.nan
-    return out
-
-
-@_jit
-def rolling_min(x: Array, n: int) -> Array:  # pragma: no cover
-    """Smallest of the last ``n`` values."""
-    return _rolling_extreme(x, n, -1.0)
-
-
-@_jit
-def rolling_max(x: Array, n: int) -> Array:  # pragma: no cover
-    """Largest of the last ``n`` values."""
-    return _rolling_extreme(x, n, 1.0)
-
-
-@_jit
-def rolling_dot(x: Array, weights: Array) -> Array:  # pragma: no cover
-    """Σ weights[j]·x[i - n + 1 + j] over the last ``n = len(weights)`` values, in index order."""
-    n = weights.shape[0]
-    runs = _finite_runs(x)
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        if runs[i] < n:
-            out[i] = np.nan
-            continue
-        start = i - n + 1
-        acc = 0.0
-        for j in range(n):
-            acc += weights[j] * x[start + j]
-        out[i] = acc
     return out
 
 
