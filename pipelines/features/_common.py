@@ -201,3 +201,40 @@ def ratio(num: pl.Expr, den: pl.Expr, when_zero: float) -> pl.Expr:
     One step over both columns, so ``den`` is evaluated once.
     """
     return pl.map_batches([num, den], _divide_step(when_zero), return_dtype=pl.Float64)
+
+
+@cache
+def _combine_step(name: str, constant: float) -> Callable[[Sequence[pl.Series]], pl.Series]:
+    kernel = getattr(kernels, name)
+
+    def run(columns: Sequence[pl.Series]) -> pl.Series:
+        arrays = [_values(c) for c in columns]
+        if name == "directional_index":
+            return _series(kernel(*arrays))
+        return _series(kernel(*arrays, constant))
+
+    return run
+
+
+def share(a: pl.Expr, b: pl.Expr, when_zero: float) -> pl.Expr:
+    """Return ``a / (a + b)``, or ``when_zero`` where ``a + b`` is 0; each input evaluated once."""
+    return pl.map_batches([a, b], _combine_step("share", when_zero), return_dtype=pl.Float64)
+
+
+def position(x: pl.Expr, low: pl.Expr, high: pl.Expr, when_flat: float) -> pl.Expr:
+    """Return ``(x - low) / (high - low)``, or ``when_flat`` where ``high == low``.
+
+    Each input is evaluated once (``low`` would otherwise be computed for both terms).
+    """
+    return pl.map_batches(
+        [x, low, high], _combine_step("position", when_flat), return_dtype=pl.Float64
+    )
+
+
+def directional_index(plus: pl.Expr, minus: pl.Expr, true_range: pl.Expr) -> pl.Expr:
+    """Return DX from smoothed +DM, -DM and true range (see the kernel)."""
+    return pl.map_batches(
+        [plus, minus, true_range],
+        _combine_step("directional_index", 0.0),
+        return_dtype=pl.Float64,
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ratio
+from pipelines.features._common import position
 
 
 def kbar_body(open_: pl.Expr, close: pl.Expr, lag: int) -> pl.Expr:
@@ -30,4 +30,4 @@ def kbar_close_position(high: pl.Expr, low: pl.Expr, close: pl.Expr, lag: int) -
 
     Warm-up: ``lag`` bars.
     """
-    return ratio(close - low, high - low, when_zero=0.5).shift(lag)
+    return position(close, low, high, when_flat=0.5).shift(lag)

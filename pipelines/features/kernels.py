@@ -243,3 +243,55 @@ def divide(num: Array, den: Array, when_zero: float) -> Array:  # pragma: no cov
         else:
             out[i] = a / b
     return out
+
+
+@_jit
+def share(a: Array, b: Array, when_zero: float) -> Array:  # pragma: no cover
+    """``a / (a + b)``, ``when_zero`` where ``a + b`` is 0, NaN where either is NaN."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        total = a[i] + b[i]
+        if math.isnan(total):
+            out[i] = np.nan
+        elif total == 0.0:
+            out[i] = when_zero
+        else:
+            out[i] = a[i] / total
+    return out
+
+
+@_jit
+def position(x: Array, low: Array, high: Array, when_flat: float) -> Array:  # pragma: no cover
+    """``(x - low) / (high - low)``, ``when_flat`` where ``high == low``, NaN where any is NaN."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        span = high[i] - low[i]
+        above = x[i] - low[i]
+        if math.isnan(span) or math.isnan(above):
+            out[i] = np.nan
+        elif span == 0.0:
+            out[i] = when_flat
+        else:
+            out[i] = above / span
+    return out
+
+
+@_jit
+def directional_index(plus: Array, minus: Array, true_range: Array) -> Array:  # pragma: no cover
+    """DX = 100·|+DI - -DI| / (+DI + -DI) from smoothed +DM, -DM and TR; 0 where undefined.
+
+    ``±DI = 100·smoothed ±DM / smoothed TR`` (0 when TR is 0); DX is 0 when ``+DI + -DI`` is 0.
+    """
+    out = np.empty(plus.shape[0])
+    for i in range(plus.shape[0]):
+        p = plus[i]
+        m = minus[i]
+        t = true_range[i]
+        if math.isnan(p) or math.isnan(m) or math.isnan(t):
+            out[i] = np.nan
+            continue
+        pdi = 100.0 * (p / t) if t != 0.0 else 0.0
+        mdi = 100.0 * (m / t) if t != 0.0 else 0.0
+        total = pdi + mdi
+        out[i] = 100.0 * (abs(pdi - mdi) / total) if total != 0.0 else 0.0
+    return out

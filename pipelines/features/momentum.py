@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ema, ratio, rolling_max, rolling_mean, rolling_min, wilder
+from pipelines.features._common import (
+    ema,
+    position,
+    rolling_max,
+    rolling_mean,
+    rolling_min,
+    share,
+    wilder,
+)
 
 
 def rsi(close: pl.Expr, n: int) -> pl.Expr:
@@ -16,7 +24,7 @@ def rsi(close: pl.Expr, n: int) -> pl.Expr:
     d = close.diff()
     gain = wilder(d.clip(lower_bound=0.0), n)
     loss = wilder((-d).clip(lower_bound=0.0), n)
-    return 100.0 * ratio(gain, gain + loss, when_zero=0.5)
+    return 100.0 * share(gain, loss, when_zero=0.5)
 
 
 def macd_line(close: pl.Expr, fast: int, slow: int) -> pl.Expr:
@@ -46,7 +54,7 @@ def stochastic_k(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr
     Warm-up: ``n - 1`` bars.
     """
     lowest = rolling_min(low, n)
-    return 100.0 * ratio(close - lowest, rolling_max(high, n) - lowest, when_zero=0.5)
+    return 100.0 * position(close, lowest, rolling_max(high, n), when_flat=0.5)
 
 
 def stochastic_d(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int, d: int) -> pl.Expr:

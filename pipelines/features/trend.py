@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.features._common import ema, ratio, rolling_dot, rolling_mean, wilder
+from pipelines.features._common import (
+    directional_index,
+    ema,
+    ratio,
+    rolling_dot,
+    rolling_mean,
+    wilder,
+)
 from pipelines.features.volatility import atr, true_range
 
 
@@ -40,7 +47,10 @@ def close_to_ema_atr(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int, atr_n:
     return ratio(close - ema(close, n), atr(high, low, close, atr_n), when_zero=0.0)
 
 
-def _directional(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> tuple[pl.Expr, pl.Expr]:
+def _directional(
+    high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int
+) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Return Wilder-smoothed +DM, -DM and true range."""
     up = high - high.shift(1)
     down = low.shift(1) - low
     # Null on the first bar (no previous bar) for all three, so their smoothing starts together.
@@ -48,10 +58,7 @@ def _directional(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> tuple[p
     plus_dm = pl.when(has_prev).then(pl.when((up > down) & (up > 0)).then(up).otherwise(0.0))
     minus_dm = pl.when(has_prev).then(pl.when((down > up) & (down > 0)).then(down).otherwise(0.0))
     tr = wilder(pl.when(has_prev).then(true_range(high, low, close)), n)
-    return (
-        100.0 * ratio(wilder(plus_dm, n), tr, when_zero=0.0),
-        100.0 * ratio(wilder(minus_dm, n), tr, when_zero=0.0),
-    )
+    return wilder(plus_dm, n), wilder(minus_dm, n), tr
 
 
 def plus_di(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
@@ -59,7 +66,8 @@ def plus_di(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
 
     ``+DM = h - h₋₁`` when that exceeds ``l₋₁ - l`` and 0, else 0. Warm-up: ``n``. Recursive.
     """
-    return _directional(high, low, close, n)[0]
+    plus, _, tr = _directional(high, low, close, n)
+    return 100.0 * ratio(plus, tr, when_zero=0.0)
 
 
 def minus_di(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
@@ -67,7 +75,8 @@ def minus_di(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
 
     ``-DM = l₋₁ - l`` when that exceeds ``h - h₋₁`` and 0, else 0. Warm-up: ``n``. Recursive.
     """
-    return _directional(high, low, close, n)[1]
+    _, minus, tr = _directional(high, low, close, n)
+    return 100.0 * ratio(minus, tr, when_zero=0.0)
 
 
 def adx(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
@@ -75,9 +84,7 @@ def adx(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
 
     Warm-up: ``2n - 1`` bars. Recursive.
     """
-    pdi, mdi = _directional(high, low, close, n)
-    dx = 100.0 * ratio((pdi - mdi).abs(), pdi + mdi, when_zero=0.0)
-    return wilder(dx, n)
+    return wilder(directional_index(*_directional(high, low, close, n)), n)
 
 
 def log_close_slope(close: pl.Expr, window: int) -> pl.Expr:
