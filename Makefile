@@ -95,12 +95,18 @@ test: lint ## Lint, then run the test suite
 # --- running ---------------------------------------------------------------
 
 .PHONY: demo
-demo: install ## Ingest the bundled EURUSD H1 sample (+H4, D1) and show the catalog
+demo: install ## Ingest the EURUSD H1 sample (+H4, D1), build its default feature set, query them
 	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
 	$(BIN)/solodesk data list
 	$(BIN)/solodesk data quarantine
 	$(BIN)/solodesk data sql "select symbol, timeframe, side, count(*) as bars, min(ts) as first, max(ts) as last from bars group by all order by all"
 	@echo "Validation reports (Great Expectations data docs): $$(ls -d $(SOLODESK_HOME)/reports/ingest-* | tail -n 1)/index.html"
+	$(BIN)/solodesk features build --params params.yaml --feature-set default --symbol EURUSD --timeframe H1
+	@echo "Building again with nothing changed is a cache hit:"
+	$(BIN)/solodesk features build --params params.yaml --feature-set default --symbol EURUSD --timeframe H1
+	$(BIN)/solodesk features list
+	$(BIN)/solodesk features show --feature-set default --symbol EURUSD --timeframe H1 --columns rsi_14,h4_rsi_14,d1_rsi_14,realized_vol_20,label,label_weight --rows 3
+	$(BIN)/solodesk data sql "select label, count(*) as bars, round(avg(rsi_14), 2) as rsi_14, round(avg(d1_rsi_14), 2) as d1_rsi_14, round(avg(label_log_return) * 1e4, 2) as return_bp, round(avg(close), 5) as close from features_default where label is not null group by label order by label"
 
 .PHONY: bench
 bench: install ## Run the benchmarks (command-line start-up, ingest of the EURUSD M1 history)
@@ -108,8 +114,8 @@ bench: install ## Run the benchmarks (command-line start-up, ingest of the EURUS
 	$(BIN)/python bench/ingest.py
 
 .PHONY: dvc-repro
-dvc-repro: install ## Reproduce the DVC `ingest` stage (params.yaml)
-	PATH='$(CURDIR)/$(BIN)':"$$PATH" $(BIN)/dvc repro ingest
+dvc-repro: install ## Reproduce the DVC pipeline (stages ingest, features; params.yaml)
+	PATH='$(CURDIR)/$(BIN)':"$$PATH" $(BIN)/dvc repro
 
 # --- housekeeping ----------------------------------------------------------
 

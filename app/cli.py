@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect stored bar series and quarantined rows.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+features_app = typer.Typer(
+    help="Build, list and inspect feature sets declared in params.yaml.", no_args_is_help=True
+)
+app.add_typer(features_app, name="features")
 
 
 def _err() -> Console:
@@ -401,7 +405,13 @@ def data_quarantine(
 
 @data_app.command("sql")
 def data_sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views bars, series, quarantine.")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="SQL over the views bars, series, quarantine, ingest_runs, feature_builds "
+            "and features_<set>."
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Query the DuckDB catalog, e.g. "select symbol, timeframe, count(*) from bars group by all"."""
@@ -435,6 +445,310 @@ def data_sql(
         table.add_column(column)
     for values in frame.head(200).iter_rows():
         table.add_row(*(str(v) for v in values))
+    _out().print(table)
+
+
+def _iso_values(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(v, datetime) else v
+        for k, v in row.items()
+    }
+
+
+def _feature_sets(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from core.errors import UsageError
+    from pipelines.features.sets import parse_feature_sets
+
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not found: give the parameters file with --params") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: cannot read parameters ({exc})") from None
+    if not isinstance(params, dict) or "features" not in params:
+        raise UsageError(f"{path}: needs a 'features' section with 'sets' (see docs/features.md)")
+    return parse_feature_sets(params["features"], str(path))
+
+
+def _side(side: str | None) -> Any:
+    from core.errors import UsageError
+    from core.types import Side
+
+    if side is None:
+        return None
+    try:
+        return Side(side.lower())
+    except ValueError:
+        raise UsageError(f"--side {side!r}: use bid, ask or mid") from None
+
+
+@features_app.command("build")
+def features_build(
+    feature_set: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--feature-set", help="A set declared in params.yaml (all sets with --all)."),
+    ] = None,
+    symbol: Annotated[Optional[str], typer.Option(help="Stored symbol.")] = None,  # noqa: UP045
+    timeframe: Annotated[Optional[str], typer.Option(help="M1..MN1.")] = None,  # noqa: UP045
+    side: Annotated[
+        Optional[str], typer.Option(help="bid, ask or mid (default: the only one).")  # noqa: UP045
+    ] = None,
+    params: Annotated[
+        Path, typer.Option(help="Parameters file with the 'features' section.")
+    ] = Path("params.yaml"),
+    all_series: Annotated[
+        bool, typer.Option("--all", help="Build the set(s) on every stored series they fit.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per build.")] = False,
+) -> None:
+    """Compute, check and store a feature set on a series; an unchanged build is a cache hit."""
+    from rich.markup import escape
+
+    from core.errors import UsageError
+    from core.timeframes import parse_timeframe
+    from feature_store.features import FeatureBuildOutcome, build_all, build_feature_set
+
+    if all_series and (symbol or timeframe or side):
+        raise UsageError("--all builds on every stored series: drop --symbol, --timeframe, --side")
+    if not all_series and (feature_set is None or symbol is None or timeframe is None):
+        raise UsageError("give --feature-set, --symbol and --timeframe (or --all)")
+    sets = _feature_sets(params)
+    if feature_set is not None and feature_set not in sets:
+        msg = f"{params}: no feature set {feature_set!r} (declared: {', '.join(sorted(sets))})"
+        raise UsageError(msg)
+    settings = _settings()
+    console = _err()
+    outcomes: list[FeatureBuildOutcome]
+    warnings: list[str]
+    with _Progress(console) as advance:
+        if all_series:
+            chosen = {feature_set: sets[feature_set]} if feature_set else sets
+            result = build_all(settings, chosen, progress=advance)
+            outcomes, warnings = result.builds, result.warnings
+            for skipped in result.skipped:
+                console.print(f"skipped {escape(skipped)}")
+        else:
+            assert feature_set is not None and symbol is not None and timeframe is not None
+            outcome = build_feature_set(
+                settings, feature_set, sets[feature_set], symbol, parse_timeframe(timeframe),
+                _side(side), progress=advance,
+            )  # fmt: skip
+            outcomes, warnings = [outcome], outcome.warnings
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if as_json:
+        for o in outcomes:
+            _emit(o.as_json())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(outcomes)} feature build(s)")
+    for column in ("set", "series", "version", "cache", "rows", "features", "labels",
+                   "first", "last", "checks", "seconds"):  # fmt: skip
+        table.add_column(column, justify="right" if column in ("rows", "features", "seconds")
+                         else "left")  # fmt: skip
+    for o in outcomes:
+        j = o.as_json()
+        table.add_row(j["feature_set"], f"{j['symbol']} {j['timeframe']} {j['side']}",
+                      j["version"], "hit" if o.cache_hit else "built", str(j["rows"]),
+                      str(j["features"]), str(len(j["labels"])), str(j["first"]),
+                      str(j["last"]), j["expectations"], f"{j['seconds']:.2f}")  # fmt: skip
+    console.print(table)
+
+
+@features_app.command("list")
+def features_list(
+    feature_set: Annotated[
+        Optional[str], typer.Option("--feature-set", help="Only this set.")  # noqa: UP045
+    ] = None,
+    symbol: Annotated[Optional[str], typer.Option(help="Only this symbol.")] = None,  # noqa: UP045
+    latest: Annotated[bool, typer.Option("--latest", help="Only the latest builds.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List feature builds: set, series, version, rows, features, created, latest, cache.
+
+    ``cache`` is ``fresh`` while every series a build read is unchanged (building it again
+    is a cache hit) and ``stale`` once one has changed.
+    """
+    from feature_store.feature_index import FeatureStore
+    from feature_store.features import features_root
+    from feature_store.store import BarStore
+
+    settings = _settings()
+    current = {s.key.slug: s.version for s in BarStore(settings.store_dir).series()}
+    canonical = settings.registry.canonical(symbol) if symbol else None
+    records: list[dict[str, Any]] = []
+    for b in FeatureStore(features_root(settings)).builds():
+        if (feature_set and b.feature_set != feature_set) or (canonical and b.symbol != canonical):
+            continue
+        if latest and not b.latest:
+            continue
+        fresh = all(current.get(slug) == version for slug, version in b.sources.items())
+        records.append(
+            {"feature_set": b.feature_set, "symbol": b.symbol, "timeframe": b.timeframe,
+             "side": b.side, "version": b.version, "rows": b.rows, "features": b.features,
+             "labels": b.labels, "created": b.created, "seconds": b.seconds,
+             "latest": b.latest, "cache": "fresh" if fresh else "stale"}
+        )  # fmt: skip
+    if as_json:
+        for record in records:
+            _emit(record)
+        return
+    if not records:
+        _err().print(
+            "no feature builds yet: try  solodesk features build --feature-set default "
+            "--symbol EURUSD --timeframe H1"
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(records)} feature build(s)")
+    for column in ("set", "symbol", "timeframe", "side", "version", "rows", "features",
+                   "labels", "created", "latest", "cache"):  # fmt: skip
+        table.add_column(column, justify="right" if column in ("rows", "features", "labels")
+                         else "left")  # fmt: skip
+    for r in records:
+        table.add_row(r["feature_set"], r["symbol"], r["timeframe"], r["side"],
+                      r["version"][:12], str(r["rows"]), str(r["features"]), str(len(r["labels"])),
+                      r["created"], "yes" if r["latest"] else "", r["cache"])  # fmt: skip
+    _out().print(table)
+
+
+@features_app.command("show")
+def features_show(
+    feature_set: Annotated[str, typer.Option("--feature-set", help="A built feature set.")],
+    symbol: Annotated[str, typer.Option(help="Stored symbol.")],
+    timeframe: Annotated[str, typer.Option(help="M1..MN1.")],
+    side: Annotated[
+        Optional[str], typer.Option(help="bid, ask or mid (default: the only one).")  # noqa: UP045
+    ] = None,
+    version: Annotated[
+        Optional[str], typer.Option(help="A build version or its prefix (default: latest).")  # noqa: UP045
+    ] = None,
+    columns: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Only these columns, comma separated (rsi_14,h4_rsi_14,label)."),
+    ] = None,
+    rows: Annotated[int, typer.Option(help="Show the last N rows.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one build: each column's role, warm-up, nulls, min and max, then its last rows.
+
+    With ``--json``, one line per column (``"record": "column"``), then one per row
+    (``"record": "row"``).
+    """
+    import polars as pl
+
+    from core.errors import UsageError
+    from core.timeframes import parse_timeframe
+    from feature_store.feature_index import FeatureStore
+    from feature_store.features import column_summary, features_root, read_build
+
+    settings = _settings()
+    canonical = settings.registry.canonical(symbol)
+    tf = parse_timeframe(timeframe)
+    wanted_side = _side(side)
+    builds = FeatureStore(features_root(settings)).builds()
+    matches = [
+        b for b in builds
+        if b.feature_set == feature_set and b.symbol == canonical and b.timeframe == tf.value
+        and (wanted_side is None or b.side == wanted_side.value)
+        and (b.version.startswith(version) if version else b.latest)
+    ]  # fmt: skip
+    if len({b.side for b in matches}) > 1:
+        raise UsageError(
+            f"{feature_set} on {canonical} {tf.value} is built on several sides: give --side"
+        )
+    if len(matches) != 1:
+        have = ", ".join(
+            sorted({f"{b.feature_set} {b.symbol} {b.timeframe} {b.side}" for b in builds})
+        )
+        what = f"version {version!r} of " if version else ""
+        msg = (
+            f"no build of {what}{feature_set} on {canonical} {tf.value} (built: {have or 'none'}):"
+            f" build it with  solodesk features build --feature-set {feature_set} --symbol "
+            f"{canonical} --timeframe {tf.value}"
+        )
+        raise UsageError(msg)
+    build = matches[0]
+    frame = read_build(settings, build)
+    summary = column_summary(frame, build)
+    if columns:
+        names = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [n for n in names if n not in summary["column"].to_list()]
+        if unknown:
+            raise UsageError(f"--columns: {', '.join(unknown)} not in the build")
+        summary = summary.filter(pl.col("column").is_in(names))
+        shown = ["ts", *names]
+    else:
+        features = [c["name"] for c in build.columns if c["role"] != "label"]
+        shown = ["ts", *features[:6], *build.labels[:1]]
+    tail = frame.select(shown).tail(rows) if rows > 0 else frame.select(shown).clear()
+    if as_json:
+        for record in summary.iter_rows(named=True):
+            _emit({"record": "column", **record})
+        for row in tail.iter_rows(named=True):
+            _emit({"record": "row", **_iso_values(row)})
+        return
+    from rich.table import Table
+
+    title = (
+        f"{build.feature_set} on {build.symbol} {build.timeframe} {build.side}: version "
+        f"{build.version}, {build.rows} rows, {build.features} features, built {build.created}"
+    )
+    table = Table(title=title)
+    for column in summary.columns:
+        table.add_column(column, justify="left" if column in ("column", "role", "source")
+                         else "right")  # fmt: skip
+    for values in summary.iter_rows():
+        table.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+                        for v in values))  # fmt: skip
+    out = _out()
+    out.print(table)
+    if tail.height:
+        rows_table = Table(title=f"last {tail.height} rows")
+        for column in tail.columns:
+            rows_table.add_column(column)
+        for values in tail.iter_rows():
+            rows_table.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float)
+                                 else str(v) for v in values))  # fmt: skip
+        out.print(rows_table)
+
+
+def _bounds(lower: float | None, upper: float | None) -> str:
+    if lower is None and upper is None:
+        return ""
+    low = "-inf" if lower is None else f"{lower:g}"
+    high = "inf" if upper is None else f"{upper:g}"
+    return f"[{low}, {high}]"
+
+
+@features_app.command("specs")
+def features_specs(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the default feature set: name, family, kind, parameters, warm-up, range."""
+    from pipelines.features import default_feature_set
+
+    records: list[dict[str, Any]] = [
+        {"name": s.name, "family": s.family.value, "kind": s.kind, "params": s.parameters,
+         "warmup": s.warmup, "recursive": s.recursive, "lower": s.lower, "upper": s.upper}
+        for s in default_feature_set()
+    ]  # fmt: skip
+    if as_json:
+        for record in records:
+            _emit(record)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"default feature set: {len(records)} features")
+    for column in ("name", "family", "kind", "params", "warmup", "recursive", "range"):
+        table.add_column(column)
+    for r in records:
+        params = ", ".join(f"{k}={v:g}" for k, v in r["params"].items())
+        bounds = _bounds(r["lower"], r["upper"])
+        table.add_row(r["name"], r["family"], r["kind"], params, str(r["warmup"]),
+                      "yes" if r["recursive"] else "", bounds)  # fmt: skip
     _out().print(table)
 
 

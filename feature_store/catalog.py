@@ -1,10 +1,14 @@
-"""The DuckDB catalog: views over the Parquet store, rebuilt from the manifest.
+"""The DuckDB catalog: views over the Parquet store, rebuilt from the manifest and feature index.
 
-The catalog is derived data. It records the manifest generation it was built from and is rebuilt
-whenever that differs, so a crash between a commit and the rebuild heals on the next open.
+The catalog is derived data. It records the generations of the bar store's manifest and of the
+feature store's index it was built from, and is rebuilt whenever either differs, so a crash
+between a commit and the rebuild heals on the next open.
 
 Views: ``bars`` (every series, with symbol, timeframe, side and year from the partition paths),
-``series`` (one row per series), ``quarantine`` and ``ingest_runs``.
+``series`` (one row per series), ``quarantine`` and ``ingest_runs``; ``feature_builds`` (one
+row per feature build) and, for each feature set with a build, ``features_<set>``: the latest
+build of the set on every series, joined with its bars (symbol, timeframe, side, version, ts,
+OHLC, volume, spread, then the feature and label columns).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_store.feature_index import FeatureBuild, FeatureStore
 from feature_store.store import BarStore
 
 if TYPE_CHECKING:
@@ -45,11 +50,74 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     raise AssertionError("unreachable")
 
 
-def rebuild_catalog(store: BarStore, path: Path) -> int:
-    """Recreate the catalog's views from the store's manifest; return its generation."""
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def default_feature_store(store: BarStore) -> FeatureStore:
+    """Return the feature store beside a bar store (``SOLODESK_HOME/features``)."""
+    return FeatureStore(store.root.parent / "features")
+
+
+def _feature_views(con: duckdb.DuckDBPyConnection, features: FeatureStore) -> None:
+    """Create ``feature_builds`` and one ``features_<set>`` view per set with a build."""
+    builds = features.builds()
+    con.execute(
+        "CREATE OR REPLACE TABLE feature_builds (feature_set VARCHAR, symbol VARCHAR, "
+        "timeframe VARCHAR, side VARCHAR, version VARCHAR, latest BOOLEAN, rows BIGINT, "
+        "features BIGINT, first TIMESTAMPTZ, last TIMESTAMPTZ, created TIMESTAMPTZ, "
+        "seconds DOUBLE, definition VARCHAR, sources VARCHAR, validation VARCHAR, file VARCHAR)"
+    )
+    rows: list[tuple[Any, ...]] = [
+        (b.feature_set, b.symbol, b.timeframe, b.side, b.version, b.latest, b.rows, b.features,
+         b.first, b.last, b.created, b.seconds, b.definition, json.dumps(b.sources),
+         json.dumps(b.validation), str(features.path(b).resolve()))
+        for b in builds
+    ]  # fmt: skip
+    if rows:
+        con.executemany(
+            "INSERT INTO feature_builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    stale = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW' "
+        "AND table_name LIKE 'features\\_%' ESCAPE '\\'"
+    ).fetchall()
+    for (name,) in stale:
+        con.execute(f'DROP VIEW IF EXISTS "{name}"')
+    latest: dict[str, list[FeatureBuild]] = {}
+    for build in builds:
+        # A build whose file was removed by hand is listed in feature_builds but not viewed.
+        if build.latest and features.path(build).is_file():
+            latest.setdefault(build.feature_set, []).append(build)
+    for feature_set, chosen in sorted(latest.items()):
+        union = " UNION ALL BY NAME ".join(
+            f"SELECT {_quote(b.symbol)} AS symbol, {_quote(b.timeframe)} AS timeframe, "
+            f"{_quote(b.side)} AS side, {_quote(b.version)} AS version, * "
+            f"FROM read_parquet({_quote(str(features.path(b).resolve()))}, "
+            "hive_partitioning = false)"
+            for b in chosen
+        )
+        con.execute(
+            f'CREATE OR REPLACE VIEW "features_{feature_set}" AS SELECT f.symbol, f.timeframe, '
+            "f.side, f.version, f.ts, b.open, b.high, b.low, b.close, b.volume, b.spread, "
+            "f.* EXCLUDE (symbol, timeframe, side, version, ts)"
+            f" FROM ({union}) AS f JOIN bars AS b ON b.symbol = f.symbol AND "
+            "b.timeframe = f.timeframe AND b.side = f.side AND b.ts = f.ts"
+        )
+
+
+def rebuild_catalog(store: BarStore, path: Path, features: FeatureStore | None = None) -> int:
+    """Recreate the catalog's views from the store's manifest and the feature index.
+
+    ``features`` defaults to the feature store beside ``store``. Returns the manifest
+    generation.
+    """
     import duckdb
 
+    features = features or default_feature_store(store)
     manifest = store.manifest()
+    feature_generation = features.generation()
     try:
         con = _connect(path)
     except duckdb.IOException as exc:
@@ -110,8 +178,13 @@ def rebuild_catalog(store: BarStore, path: Path) -> int:
                 "CREATE OR REPLACE VIEW ingest_runs AS SELECT * FROM read_json_auto("
                 f"{_sql_list(runs)}, union_by_name = true)"
             )
-        con.execute("CREATE OR REPLACE TABLE catalog_meta (generation BIGINT)")
-        con.execute("INSERT INTO catalog_meta VALUES (?)", [manifest["generation"]])
+        _feature_views(con, features)
+        con.execute(
+            "CREATE OR REPLACE TABLE catalog_meta (generation BIGINT, feature_generation BIGINT)"
+        )
+        con.execute(
+            "INSERT INTO catalog_meta VALUES (?, ?)", [manifest["generation"], feature_generation]
+        )
         con.execute("COMMIT")
     finally:
         con.close()
@@ -120,6 +193,12 @@ def rebuild_catalog(store: BarStore, path: Path) -> int:
 
 def catalog_generation(path: Path) -> int | None:
     """Return the manifest generation a catalog was built from, or None."""
+    stamp = catalog_stamp(path)
+    return stamp[0] if stamp else None
+
+
+def catalog_stamp(path: Path) -> tuple[int, int] | None:
+    """Return the (manifest, feature index) generations a catalog was built from, or None."""
     if not path.exists():
         return None
     import duckdb
@@ -129,16 +208,22 @@ def catalog_generation(path: Path) -> int | None:
     except duckdb.Error:
         return None
     try:
-        row = con.execute("SELECT generation FROM catalog_meta").fetchone()
+        row = con.execute("SELECT generation, feature_generation FROM catalog_meta").fetchone()
     except duckdb.Error:
         return None
     finally:
         con.close()
-    return int(row[0]) if row else None
+    return (int(row[0]), int(row[1])) if row else None
 
 
-def open_catalog(store: BarStore, path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def open_catalog(
+    store: BarStore,
+    path: Path,
+    read_only: bool = True,
+    features: FeatureStore | None = None,
+) -> duckdb.DuckDBPyConnection:
     """Return a connection to an up-to-date catalog, rebuilding it first if it is stale."""
-    if catalog_generation(path) != store.manifest()["generation"]:
-        rebuild_catalog(store, path)
+    features = features or default_feature_store(store)
+    if catalog_stamp(path) != (store.manifest()["generation"], features.generation()):
+        rebuild_catalog(store, path, features)
     return _connect(path, read_only=read_only)

@@ -9,7 +9,7 @@ import pytest
 from testkit.cli import run_many
 
 COMMANDS: dict[str, list[str]] = {
-    "": ["ingest", "resample", "data", "instruments"],
+    "": ["ingest", "resample", "data", "features", "instruments"],
     "ingest": ["--symbol", "--timeframe", "--format", "--tz", "--side", "--date-order",
                "--volume-kind", "--as-of", "--resample", "--anchor", "--params", "--json"],
     "resample": ["--symbol", "--timeframe", "--source", "--side", "--anchor", "--json"],
@@ -18,6 +18,13 @@ COMMANDS: dict[str, list[str]] = {
     "data show": ["--symbol", "--timeframe", "--side", "--tail", "--from", "--to", "--json"],
     "data quarantine": ["--symbol", "--limit", "--json"],
     "data sql": ["query", "--json"],
+    "features": ["build", "list", "show", "specs"],
+    "features build": ["--feature-set", "--symbol", "--timeframe", "--side", "--params", "--all",
+                       "--json"],
+    "features list": ["--feature-set", "--symbol", "--latest", "--json"],
+    "features show": ["--feature-set", "--symbol", "--timeframe", "--side", "--version",
+                      "--columns", "--rows", "--json"],
+    "features specs": ["--json"],
     "instruments": ["--json"],
 }  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The DVC ``ingest`` stage reproduces in a fresh repository and fills the store it declares."""
+"""The DVC pipeline (``ingest``, then ``features``) reproduces in a fresh repository."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert _run(["git", "init", "-q"], repo).returncode == 0
     init = _run([DVC, "init", "-q"], repo)
     assert init.returncode == 0, init.stderr
-    run = _run([DVC, "repro", "ingest"], repo)
+    run = _run([DVC, "repro"], repo)
     assert run.returncode == 0, run.stdout + run.stderr
     return repo
 
@@ -53,19 +53,33 @@ def test_dvc_repro_ingest_creates_store_catalog_and_lock(dvc_repo: Path) -> None
     assert (dvc_repo / "data" / "catalog.duckdb").is_file()
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
     outs = {out["path"] for out in lock["stages"]["ingest"]["outs"]}
-    assert outs == {"data/store", "data/catalog.duckdb"}
+    assert outs == {"data/store"}
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"] == params
 
 
-def test_dvc_repro_again_skips_unchanged_stage(dvc_repo: Path) -> None:
+def test_dvc_repro_features_builds_every_declared_set_that_fits(dvc_repo: Path) -> None:
+    # Assert
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())["features"]
+    index = json.loads((dvc_repo / "data" / "features" / "index.json").read_text())
+    built = {(b["feature_set"], b["timeframe"]) for b in index["builds"] if b["latest"]}
+    assert built == {(name, "H1") for name in params["sets"]}
+    lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())["stages"]["features"]
+    assert [out["path"] for out in lock["outs"]] == ["data/features"]
+    assert [dep["path"] for dep in lock["deps"]] == ["data/store"]
+    assert lock["params"]["params.yaml"]["features"] == params
+
+
+def test_dvc_repro_again_skips_unchanged_stages(dvc_repo: Path) -> None:
     # Arrange
     manifest = dvc_repo / "data" / "store" / "manifest.json"
-    before = json.loads(manifest.read_text())["generation"]
+    index = dvc_repo / "data" / "features" / "index.json"
+    before = json.loads(manifest.read_text())["generation"], index.read_bytes()
 
     # Act
-    run = _run([DVC, "repro", "ingest"], dvc_repo)
+    run = _run([DVC, "repro"], dvc_repo)
 
     # Assert
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "didn't change, skipping" in run.stdout
-    assert json.loads(manifest.read_text())["generation"] == before
+    assert "Stage 'ingest' didn't change, skipping" in run.stdout
+    assert "Stage 'features' didn't change, skipping" in run.stdout
+    assert (json.loads(manifest.read_text())["generation"], index.read_bytes()) == before
