@@ -15,9 +15,11 @@ and leaves the state unchanged.
 
 Sliding window statistics (:func:`rolling_sum`, :func:`rolling_mean`, :func:`rolling_std`)
 carry their state the same way, plus a ring of the last ``n`` inputs (:func:`new_state`):
-sums slide with Kahan compensation; the standard deviation slides compensated sums of the
-deviations from a reference near the window's mean, recentred and recomputed from the window
-every ``n`` rows. A value thus
+sums slide with Kahan compensation and are recomputed from the window when a leaving value
+cancels most of them; the standard deviation slides compensated sums of the deviations from
+a reference near the window's mean, recentred and recomputed from the window every ``n``
+rows and after a spike leaves. A window of ``n`` equal values has exactly their value as
+mean and a standard deviation of exactly 0. A value thus
 depends, in its last bits, on where the series started: a recomputation from the last bars
 agrees to rounding (``FeatureSpec.tolerance``), a replay from the same first bar exactly.
 A NaN input restarts the window; a window with a NaN gives NaN. ``rolling_std`` (ddof 1) is
@@ -72,8 +74,14 @@ def _finite_runs(x: Array) -> npt.NDArray[np.int64]:  # pragma: no cover
 
 # State of the sliding kernels, a float64 array the caller owns: rows seen, length of the
 # current run of finite values, then the kernel's own entries.
-SUM_STATE = 4  # rows, run, sum, compensation
+SUM_STATE = 6  # rows, run, equal run, previous value, sum, compensation
 STD_STATE = 9  # rows, run, equal run, previous value, reference, Σd and Σd² with compensations
+
+# A sliding sum is recomputed from its window when the value leaving it is this many times
+# larger than what remains (about 20 of the 53 bits cancelled): after a spike leaves the
+# window, or when the window empties to zeros, the rounding of the larger sums would
+# otherwise linger in the smaller one.
+CANCELLATION = float(2**20)
 
 
 def new_state(kind: str, n: int) -> tuple[Array, Array]:
@@ -92,14 +100,26 @@ def _kahan(
 
 
 @_jit
+def _window_sum(ring: Array, rows: int, n: int) -> tuple[float, float]:  # pragma: no cover
+    """Kahan sum of the ring's ``n`` values, oldest first (the oldest sits at ``rows % n``)."""
+    total = 0.0
+    compensation = 0.0
+    for j in range(n):
+        total, compensation = _kahan(total, compensation, ring[(rows + j) % n])
+    return total, compensation
+
+
+@_jit
 def _sliding_sum(
     x: Array, n: int, state: Array, ring: Array, mean: bool
 ) -> Array:  # pragma: no cover
     out = np.empty(x.shape[0])
     rows = int(state[0])
     run = int(state[1])
-    total = state[2]
-    compensation = state[3]
+    equal_run = int(state[2])
+    previous = state[3]
+    total = state[4]
+    compensation = state[5]
     for i in range(x.shape[0]):
         v = x[i]
         slot = rows % n
@@ -108,22 +128,32 @@ def _sliding_sum(
         rows += 1
         if not math.isfinite(v):
             run = 0
+            equal_run = 0
             total = 0.0
             compensation = 0.0
             out[i] = np.nan
             continue
+        equal_run = equal_run + 1 if run > 0 and v == previous else 1
+        previous = v
         run += 1
         total, compensation = _kahan(total, compensation, v)
         if run > n:
             total, compensation = _kahan(total, compensation, -leaving)
-        if run >= n:
-            out[i] = total / n if mean else total
-        else:
+            if abs(leaving) > CANCELLATION * abs(total):
+                total, compensation = _window_sum(ring, rows, n)
+        if run < n:
             out[i] = np.nan
+        elif equal_run >= n:
+            # n equal values: their sum and mean, without rounding left by earlier windows.
+            out[i] = v if mean else v * n
+        else:
+            out[i] = total / n if mean else total
     state[0] = rows
     state[1] = run
-    state[2] = total
-    state[3] = compensation
+    state[2] = equal_run
+    state[3] = previous
+    state[4] = total
+    state[5] = compensation
     return out
 
 
@@ -168,9 +198,10 @@ def rolling_std(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma
 
     Slides Kahan sums of the deviations ``d = x - ref`` and of ``d²`` from a reference
     ``ref`` near the window's mean: ``var = (Σd² - (Σd)²/n) / (n - 1)``. Every ``n`` rows
-    (counted from the first row) ``ref`` moves to the window's mean and both sums are
-    recomputed from the window, so ``Σd`` stays small next to ``Σd²`` (no cancellation) and
-    rounding errors never build up over more than ``n`` steps.
+    (counted from the first row), and whenever ``(Σd)²/n`` cancels most of ``Σd²`` (``ref``
+    far from the mean, as after a spike left the window), ``ref`` moves to the window's mean
+    and both sums are recomputed from the window: rounding errors never build up over more
+    than ``n`` steps.
     """
     out = np.empty(x.shape[0])
     rows = int(state[0])
@@ -199,18 +230,19 @@ def rolling_std(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma
         run += 1
         if run == 1:
             ref = v
-        if run > n and rows % n == 0:
-            window = _window_in_order(ring, rows, n)
-            ref = ref + s1 / n
-            s1, c1, s2, c2 = _deviation_sums(window, ref)
-        else:
-            d = v - ref
-            s1, c1 = _kahan(s1, c1, d)
-            s2, c2 = _kahan(s2, c2, d * d)
-            if run > n:
-                e = leaving - ref
-                s1, c1 = _kahan(s1, c1, -e)
-                s2, c2 = _kahan(s2, c2, -(e * e))
+        d = v - ref
+        s1, c1 = _kahan(s1, c1, d)
+        s2, c2 = _kahan(s2, c2, d * d)
+        if run > n:
+            e = leaving - ref
+            s1, c1 = _kahan(s1, c1, -e)
+            s2, c2 = _kahan(s2, c2, -(e * e))
+            cancelled = s2 - s1 * s1 / n < s2 / CANCELLATION and equal_run < n
+            if rows % n == 0 or cancelled:
+                window = _window_in_order(ring, rows, n)
+                total, _ = _window_sum(ring, rows, n)
+                ref = total / n
+                s1, c1, s2, c2 = _deviation_sums(window, ref)
         if run < n:
             out[i] = np.nan
         elif equal_run >= n:

@@ -59,7 +59,7 @@ from pipelines.pit import join_known
 
 # Bump whenever the values a spec or a label config produces change (a formula, a warm-up, a
 # fix): the definition hash includes it, so every stored build is then recomputed.
-FEATURE_LIBRARY_VERSION = 1
+FEATURE_LIBRARY_VERSION = 2
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 COLUMN_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

@@ -87,3 +87,21 @@ def test_resuming_from_the_state_equals_one_run_bit_for_bit(stat: str) -> None:
 def test_divide_zero_denominator_and_missing_values() -> None:
     got = kernels.divide(np.array([1.0, 1.0, np.nan, 3.0]), np.array([4.0, 0.0, 1.0, np.nan]), 0.5)
     assert np.array_equal(got, np.array([0.25, 0.5, np.nan, np.nan]), equal_nan=True)
+
+
+@pytest.mark.parametrize("stat", ["mean", "std"])
+def test_a_spike_leaves_no_trace_once_it_left_the_window(stat: str) -> None:
+    x = PRICES[:400].copy() * 0.77
+    x[100] = 1965.0001  # a bad tick among prices near 0.85
+    got = sliding(stat, x, 20)
+    want = naive(x, 20, stat)
+    after = slice(120, 400)
+    assert np.abs(got[after] - want[after]).max() <= 1e-12 * np.abs(want[after]).max()
+
+
+def test_sums_of_a_window_emptied_to_zeros_are_exactly_zero() -> None:
+    squares = np.concatenate((RNG.normal(0.0, 1e-4, 300) ** 2, np.zeros(50)))
+    assert (sliding("sum", squares, 20)[300 + 19 :] == 0.0).all()
+    assert (sliding("mean", squares, 20)[300 + 19 :] == 0.0).all()
+    level = np.concatenate((PRICES[:60], np.full(30, 0.1 + 0.2)))
+    assert (sliding("mean", level, 20)[60 + 19 :] == 0.1 + 0.2).all()
