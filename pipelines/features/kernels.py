@@ -15,8 +15,8 @@ and leaves the state unchanged.
 
 Sliding window statistics (:func:`rolling_sum`, :func:`rolling_mean`, :func:`rolling_std`)
 carry their state the same way, plus a ring of the last ``n`` inputs (:func:`new_state`):
-sums slide with Kahan compensation and are recomputed from the window when a leaving value
-cancels most of them; the standard deviation slides compensated sums of the deviations from
+sums slide with Kahan compensation and are recomputed from the window every ``n`` rows and
+when a leaving value cancels most of them; the standard deviation slides compensated sums of the deviations from
 a reference near the window's mean, recentred and recomputed from the window every ``n``
 rows and after a spike leaves. A window of ``n`` equal values has exactly their value as
 mean and a standard deviation of exactly 0. A value thus
@@ -77,11 +77,11 @@ def _finite_runs(x: Array) -> npt.NDArray[np.int64]:  # pragma: no cover
 SUM_STATE = 6  # rows, run, equal run, previous value, sum, compensation
 STD_STATE = 9  # rows, run, equal run, previous value, reference, Σd and Σd² with compensations
 
-# A sliding sum is recomputed from its window when the value leaving it is this many times
-# larger than what remains (about 20 of the 53 bits cancelled): after a spike leaves the
-# window, or when the window empties to zeros, the rounding of the larger sums would
-# otherwise linger in the smaller one.
-CANCELLATION = float(2**20)
+# A sliding sum is recomputed from its window every n rows, and when the value leaving it is
+# this many times larger than what remains (10 of the 53 bits cancelled): after a spike
+# leaves the window, or when the window empties to zeros, the rounding of the larger sums
+# would otherwise linger in the smaller one.
+CANCELLATION = float(2**10)
 
 
 def new_state(kind: str, n: int) -> tuple[Array, Array]:
@@ -139,7 +139,7 @@ def _sliding_sum(
         total, compensation = _kahan(total, compensation, v)
         if run > n:
             total, compensation = _kahan(total, compensation, -leaving)
-            if abs(leaving) > CANCELLATION * abs(total):
+            if rows % n == 0 or abs(leaving) > CANCELLATION * abs(total):
                 total, compensation = _window_sum(ring, rows, n)
         if run < n:
             out[i] = np.nan
@@ -198,8 +198,9 @@ def rolling_std(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma
 
     Slides Kahan sums of the deviations ``d = x - ref`` and of ``d²`` from a reference
     ``ref`` near the window's mean: ``var = (Σd² - (Σd)²/n) / (n - 1)``. Every ``n`` rows
-    (counted from the first row), and whenever ``(Σd)²/n`` cancels most of ``Σd²`` (``ref``
-    far from the mean, as after a spike left the window), ``ref`` moves to the window's mean
+    (counted from the first row), when the leaving ``d²`` dwarfs what remains of ``Σd²`` (a
+    spike left the window), and when ``(Σd)²/n`` cancels most of ``Σd²`` (``ref`` far from
+    the mean), ``ref`` moves to the window's mean
     and both sums are recomputed from the window: rounding errors never build up over more
     than ``n`` steps.
     """
@@ -237,8 +238,9 @@ def rolling_std(x: Array, n: int, state: Array, ring: Array) -> Array:  # pragma
             e = leaving - ref
             s1, c1 = _kahan(s1, c1, -e)
             s2, c2 = _kahan(s2, c2, -(e * e))
+            spike_left = e * e > CANCELLATION * abs(s2)
             cancelled = s2 - s1 * s1 / n < s2 / CANCELLATION and equal_run < n
-            if rows % n == 0 or cancelled:
+            if rows % n == 0 or spike_left or cancelled:
                 window = _window_in_order(ring, rows, n)
                 total, _ = _window_sum(ring, rows, n)
                 ref = total / n
