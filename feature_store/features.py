@@ -291,8 +291,8 @@ def build_feature_set(
     started = time.perf_counter()
     store = BarStore(settings.store_dir)
     features = FeatureStore(features_root(settings))
-    resolved = config.resolve()
     base = find_series(store, settings, symbol, timeframe, side)
+    resolved = config.resolve().for_timeframe(base.key.timeframe)
     sources = _sources(store, settings, feature_set, resolved, base)
     definition = resolved.definition_hash()
     version = build_version(definition, sources.versions())
@@ -405,8 +405,9 @@ def build_all(
 ) -> BuildAllOutcome:
     """Build each set on every stored series it fits; refresh the catalog once at the end.
 
-    A set does not fit a series whose timeframe is not shorter than every context timeframe
-    of the set, or whose symbol is one of its cross assets; such pairs are listed as skipped.
+    A set does not fit a series whose symbol is one of its cross assets; such pairs are listed
+    as skipped. On a series as long as a context timeframe or longer, that context is left out
+    (:meth:`~pipelines.features.sets.ResolvedFeatureSet.for_timeframe`).
     A series the set needs but the store lacks is an error, as for a single build.
     """
     store = BarStore(settings.store_dir)
@@ -419,14 +420,7 @@ def build_all(
         resolved = config.resolve()
         cross = {settings.registry.canonical(c.symbol) for c in resolved.cross_assets}
         for info in series:
-            short = [
-                c.timeframe.value
-                for c in resolved.context
-                if c.timeframe.minutes <= info.key.timeframe.minutes
-            ]
-            if short:
-                skipped.append(f"{name} on {info.key}: context {', '.join(short)} is not longer")
-            elif info.key.symbol in cross:
+            if info.key.symbol in cross:
                 skipped.append(f"{name} on {info.key}: the symbol is one of its cross assets")
             else:
                 jobs.append((name, config, info))

@@ -373,6 +373,16 @@ class ResolvedFeatureSet:
     label: HorizonLabelConfig | TripleBarrierConfig | None = None
     weights: bool = False
 
+    def for_timeframe(self, timeframe: Timeframe) -> ResolvedFeatureSet:
+        """Return the set as it applies to a series of ``timeframe``.
+
+        Context comes from completed bars of longer timeframes only: a context timeframe not
+        longer than the series' own is left out, so the set builds on every stored series
+        (a D1 series gets the set's own features and no H4 context).
+        """
+        kept = tuple(c for c in self.context if c.timeframe.minutes > timeframe.minutes)
+        return replace(self, context=kept)
+
     def canonical(self) -> dict[str, Any]:
         """Return the canonical form of the definition (what the hash covers)."""
         return {

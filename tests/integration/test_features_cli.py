@@ -124,7 +124,7 @@ def test_cli_data_sql_joins_bars_features_and_labels(feature_desk: FeatureDesk) 
     assert row["version"] == feature_desk.first["version"]
 
 
-def test_cli_features_build_all_builds_what_fits_and_skips_the_rest(
+def test_cli_features_build_all_builds_every_stored_series_with_the_context_that_fits(
     feature_desk: FeatureDesk,
 ) -> None:
     # Act
@@ -132,10 +132,17 @@ def test_cli_features_build_all_builds_what_fits_and_skips_the_rest(
 
     # Assert
     assert run.returncode == 0, run.stderr
-    (build,) = json_lines(run.stdout)
-    assert build["cache_hit"] is True and build["timeframe"] == "H1"
-    assert "skipped default on EURUSD H4 ask: context H4 is not longer" in run.stderr
-    assert "skipped default on EURUSD D1 ask" in run.stderr
+    builds = {b["timeframe"]: b for b in json_lines(run.stdout)}
+    assert sorted(builds) == ["D1", "H1", "H4"]
+    assert builds["H1"]["cache_hit"] is True
+    assert "skipped" not in run.stderr
+    shown = run_solodesk(
+        ["features", "show", "--feature-set", "default", "--symbol", "EURUSD", "--timeframe", "H4",
+         "--json"],
+        feature_desk.home,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "d1_rsi_14" in shown.stdout and "h4_rsi_14" not in shown.stdout
 
 
 def _bad_runs(home: Path) -> dict[str, subprocess.CompletedProcess[str]]:
@@ -145,8 +152,8 @@ def _bad_runs(home: Path) -> dict[str, subprocess.CompletedProcess[str]]:
         "no stored series EURUSD M5": [*BUILD[:6], "--timeframe", "M5"],
         "give --feature-set, --symbol and --timeframe": ["features", "build", "--symbol", "X"],
         "missing.yaml: not found": [*BUILD, "--params", "missing.yaml"],
-        "no build of default on EURUSD H4": ["features", "show", "--feature-set", "default",
-                                             "--symbol", "EURUSD", "--timeframe", "H4"],
+        "no build of default on EURUSD M1": ["features", "show", "--feature-set", "default",
+                                             "--symbol", "EURUSD", "--timeframe", "M1"],
         "not in the build": ["features", "show", "--feature-set", "default", "--symbol",
                              "EURUSD", "--timeframe", "H1", "--columns", "nope"],
     }  # fmt: skip

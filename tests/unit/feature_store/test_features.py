@@ -337,7 +337,7 @@ def test_catalog_exposes_feature_builds_and_the_latest_build_per_set(desk: Setti
     )
 
 
-def test_build_all_builds_where_the_set_fits_and_skips_the_rest(desk: Settings) -> None:
+def test_build_all_builds_every_series_leaving_out_context_not_longer(desk: Settings) -> None:
     # Arrange
     gbp = BarStore(desk.store_dir).read(GBP_H1)
     gbp_h4 = resample_bars(gbp, Timeframe.H1, Timeframe.H4, anchor=UTC, volume_kind=VolumeKind.TICK)
@@ -354,12 +354,19 @@ def test_build_all_builds_where_the_set_fits_and_skips_the_rest(desk: Settings) 
         ("plain", "GBPUSD", "H1"),
         ("plain", "GBPUSD", "H4"),
         ("small", "EURUSD", "H1"),
+        ("small", "EURUSD", "H4"),
         ("small", "GBPUSD", "H1"),
+        ("small", "GBPUSD", "H4"),
     ]
-    assert outcome.skipped == [
-        "small on EURUSD H4 bid: context H4 is not longer",
-        "small on GBPUSD H4 bid: context H4 is not longer",
-    ]
+    assert outcome.skipped == []
+    on_h4 = next(
+        o for o in outcome.builds if o.build.feature_set == "small" and o.build.timeframe == "H4"
+    )
+    on_h1 = next(
+        o for o in outcome.builds if o.build.feature_set == "small" and o.build.timeframe == "H1"
+    )
+    assert not any(c["name"].startswith("h4_") for c in on_h4.build.columns)
+    assert any(c["name"].startswith("h4_") for c in on_h1.build.columns)
 
 
 def test_build_all_missing_context_series_raises_usage_error(desk: Settings) -> None:

@@ -299,3 +299,23 @@ def test_feature_table_skips_spread_and_volume_features_the_series_lacks() -> No
     ]  # fmt: skip
     assert isinstance(resolved.label, HorizonLabelConfig)
     assert table.frame.schema["label"] == pl.Int8
+
+
+def test_resolved_set_for_a_timeframe_keeps_only_longer_context() -> None:
+    # Arrange
+    resolved = _set(
+        features=["rsi_7"],
+        context=[
+            {"timeframe": "H4", "features": ["rsi_7"]},
+            {"timeframe": "D1", "features": ["rsi_7"]},
+        ],
+    ).resolve()
+
+    # Act
+    kept = {tf: [c.timeframe for c in resolved.for_timeframe(tf).context] for tf in Timeframe}
+
+    # Assert
+    assert kept[Timeframe.H1] == [Timeframe.H4, Timeframe.D1]
+    assert kept[Timeframe.H4] == [Timeframe.D1]
+    assert kept[Timeframe.D1] == []
+    assert resolved.for_timeframe(Timeframe.D1).specs == resolved.specs
