@@ -57,12 +57,14 @@ def test_dvc_repro_ingest_creates_store_catalog_and_lock(dvc_repo: Path) -> None
     assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"] == params
 
 
-def test_dvc_repro_features_builds_every_declared_set_that_fits(dvc_repo: Path) -> None:
+def test_dvc_repro_features_builds_every_declared_set_on_every_series(dvc_repo: Path) -> None:
     # Assert
-    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())["features"]
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
     index = json.loads((dvc_repo / "data" / "features" / "index.json").read_text())
     built = {(b["feature_set"], b["timeframe"]) for b in index["builds"] if b["latest"]}
-    assert built == {(name, "H1") for name in params["sets"]}
+    timeframes = ["H1", *params["ingest"]["resample"]]
+    assert built == {(name, tf) for name in params["features"]["sets"] for tf in timeframes}
+    params = params["features"]
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())["stages"]["features"]
     assert [out["path"] for out in lock["outs"]] == ["data/features"]
     assert [dep["path"] for dep in lock["deps"]] == ["data/store"]
