@@ -54,10 +54,8 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,8 +64,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-HISTORY = Path("histdata_m1") / "eurusd"
+from benchkit import (
+    HISTORY,
+    ROOT,
+    emit,
+    gb,
+    git_state,
+    machine,
+    rate,
+    run_worker,
+    shared_data_root,
+)
+
 TARGET_SPEEDUP = 3.0
 MIN_SPEEDUP = 2.0
 TARGET_SECONDS = 60.0
@@ -76,7 +84,6 @@ TARGET_PEAK_RSS = 6 * 10**9
 REL_TOLERANCE = 1e-9
 ZERO_TOLERANCE = 1e-12
 WARM_UP_ROWS = 1_000
-RESULT_MARK = "BENCH-RESULT "
 SIDES = ("solodesk", "pandas")
 # pandas with its own rolling std: timed only, its values drift on long series.
 NATIVE = "pandas-native-std"
@@ -100,10 +107,6 @@ def peak_rss_bytes() -> int:
                 return int(line.split()[1]) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-
-
-def _emit(result: dict[str, Any]) -> None:
-    print(RESULT_MARK + json.dumps(result), flush=True)
 
 
 def load_pandas_reference() -> ModuleType:
@@ -142,7 +145,7 @@ def _solodesk_worker(source: Path, output: Path | None, volume_kind: str) -> Non
         start = time.perf_counter()
         features.write_parquet(output, compression="uncompressed")
         write_seconds = time.perf_counter() - start
-    _emit(
+    emit(
         {
             "rows": bars.height,
             "features": features.width - 1,
@@ -186,7 +189,7 @@ def _pandas_worker(
         del features
         scales = reference.operand_scales(bars, False, volume_kind)
         scales.to_parquet(scales_path(output), compression=None, index=False)
-    _emit(
+    emit(
         {
             "rows": len(bars),
             "features": width,
@@ -241,7 +244,7 @@ def _prepare_worker(source: Path, folder: Path, rows: int, timeframes: list[str]
         hourly.write_parquet(folder / "H1.parquet")
         kind = resampled_volume_kind(volume_kind, Timeframe.M1)
         series["H1"] = {"rows": hourly.height, "volume_kind": str(kind)}
-    _emit(
+    emit(
         {
             "seconds": time.perf_counter() - start,
             "parse_seconds": parse_seconds,
@@ -367,36 +370,6 @@ def compare_outputs(solodesk: Path, reference: Path, scales: Path, strict: bool)
 # -- the driver -----------------------------------------------------------------------------
 
 
-def shared_data_root(given: str | None) -> Path:
-    """Return the shared data folder: ``--data``, ``$SOLODESK_SHARED_DATA`` or ``../shared/data``."""
-    if given:
-        return Path(given).expanduser()
-    override = os.environ.get("SOLODESK_SHARED_DATA")
-    if override:
-        return Path(override).expanduser()
-    return ROOT.parent / "shared" / "data"
-
-
-def _run_worker(*args: str) -> dict[str, Any]:
-    """Run this script as a worker in a fresh interpreter and return its result."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
-    at = datetime.now(UTC).strftime("%H:%M:%S")
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
-    wall = time.perf_counter() - started
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_MARK)]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stdout + done.stderr)
-        msg = f"benchmark worker {args[0]} failed with exit status {done.returncode}"
-        raise SystemExit(msg)
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_MARK) :])
-    result["process_seconds"] = wall
-    result["started_utc"] = at
-    result["load_before"] = load  # 1-minute load average when the worker started
-    return result
-
-
 def _best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Return the fastest run, with every time and the largest peak RSS of all runs."""
     best = dict(min(runs, key=lambda r: float(r["seconds"])))
@@ -405,32 +378,6 @@ def _best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     # Memory is judged on the worst run, not the fastest one.
     best["peak_rss"] = max(int(r["peak_rss"]) for r in runs)
     return best
-
-
-def _git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--short"))}
-
-
-def _machine() -> dict[str, Any]:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gb": round(memory / 1024**3, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
-
-
-def _rate(n: float) -> str:
-    return f"{n:,.0f} rows/s"
 
 
 def _verdict(ok: bool) -> str:
@@ -471,7 +418,7 @@ def _measure(
     for n in range(repeat):
         for side in WORKERS:
             output = str(outputs[side]) if n == 0 and side in outputs else "-"
-            run = _run_worker(side, str(source), volume_kind, output)
+            run = run_worker(__file__, side, str(source), volume_kind, output)
             runs[side].append(run)
             print(
                 f"  {timeframe} {side}, run {n + 1} of {repeat}: started {run['started_utc']} UTC "
@@ -507,7 +454,7 @@ def _report(results: list[dict[str, Any]]) -> dict[str, list[Any]]:
             table.append((
                 r["timeframe"], side, f"{m['rows']:,}", str(m["features"]),
                 f"{m['seconds']:.2f} s", ", ".join(f"{s:.2f}" for s in m["all_seconds"]),
-                _rate(m["rows"] / m["seconds"]), _gb(m["peak_rss"]), _gb(m["peak_rss_before"]),
+                rate(m["rows"] / m["seconds"]), gb(m["peak_rss"]), gb(m["peak_rss_before"]),
             ))  # fmt: skip
     _print_table(table)
     print()
@@ -534,7 +481,7 @@ def _report(results: list[dict[str, Any]]) -> dict[str, list[Any]]:
             targets["M1_peak_rss"] = [TARGET_PEAK_RSS, peak, peak <= TARGET_PEAK_RSS]
             rows.append((f"M1: <= {TARGET_SECONDS:g} s", f"{seconds:.2f} s",
                          _verdict(seconds <= TARGET_SECONDS)))  # fmt: skip
-            rows.append((f"M1: peak RSS <= {_gb(TARGET_PEAK_RSS)}", _gb(peak),
+            rows.append((f"M1: peak RSS <= {gb(TARGET_PEAK_RSS)}", gb(peak),
                          _verdict(peak <= TARGET_PEAK_RSS)))  # fmt: skip
     _print_table(rows)
     return targets
@@ -643,8 +590,13 @@ def main() -> int:
     try:
         print(f"feature benchmark: {len(zips)} HistData EURUSD M1 zips in {source}", flush=True)
         print("  reading the zips with the project's ingest code, writing Parquet ...", flush=True)
-        prepared = _run_worker(
-            "prepare", str(source), str(folder), str(max(0, args.rows)), ",".join(timeframes)
+        prepared = run_worker(
+            __file__,
+            "prepare",
+            str(source),
+            str(folder),
+            str(max(0, args.rows)),
+            ",".join(timeframes),
         )
         print(
             f"  {prepared['m1_rows']:,} M1 bars "
@@ -688,8 +640,8 @@ def main() -> int:
         "equal": ok,
         "rule": "strict" if args.strict else "scaled",
         "tolerance": {"relative": REL_TOLERANCE, "near_zero_absolute": ZERO_TOLERANCE},
-        "machine": _machine(),
-        "git": _git_state(),
+        "machine": machine(),
+        "git": git_state(),
     }
     path = _write_result(result)
     print(f"\nresult written to {path} (with the figures of every feature)")

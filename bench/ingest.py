@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,13 +37,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-HISTORY = Path("histdata_m1") / "eurusd"
+from benchkit import (
+    HISTORY,
+    ROOT,
+    emit,
+    gb,
+    git_state,
+    machine,
+    rate,
+    run_worker,
+    shared_data_root,
+)
+
 TARGET_ROWS_PER_SECOND = 1_000_000
 TARGET_DUCKDB_RATIO = 0.5
 # 2 GB read strictly: 2 * 10^9 bytes (2 GiB would allow 7 % more).
 TARGET_PEAK_RSS = 2 * 10**9
-RESULT_MARK = "BENCH-RESULT "
 
 
 # -- measuring inside a worker --------------------------------------------------------------
@@ -57,10 +64,6 @@ def peak_rss_bytes() -> int:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
-def _emit(result: dict[str, Any]) -> None:
-    print(RESULT_MARK + json.dumps(result), flush=True)
-
-
 def _solodesk_worker(source: Path, home: Path, reports: bool) -> None:
     from core.settings import Settings
     from feature_store.ingest import IngestOptions, ingest
@@ -69,7 +72,7 @@ def _solodesk_worker(source: Path, home: Path, reports: bool) -> None:
     start = time.perf_counter()
     outcome = ingest([str(source)], IngestOptions(reports=reports), settings)
     seconds = time.perf_counter() - start
-    _emit(
+    emit(
         {
             "rows": sum(s.rows_read for s in outcome.series),
             "rows_added": sum(s.rows_added for s in outcome.series),
@@ -138,7 +141,7 @@ def _stages_worker(source: Path, home: Path) -> None:
         [str(source)], ingest_module.IngestOptions(reports=False), settings
     )
     seconds = time.perf_counter() - start
-    _emit(
+    emit(
         {
             "rows": sum(s.rows_read for s in outcome.series),
             "seconds": seconds,
@@ -178,7 +181,7 @@ def _duckdb_worker(source: Path, scratch: Path) -> None:
     copy_seconds = time.perf_counter() - start
     row = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()
     con.close()
-    _emit(
+    emit(
         {
             "rows": int(row[0]) if row else 0,
             "files": len(csvs),
@@ -191,32 +194,6 @@ def _duckdb_worker(source: Path, scratch: Path) -> None:
 
 
 # -- the driver -----------------------------------------------------------------------------
-
-
-def shared_data_root(given: str | None) -> Path:
-    """Return the shared data folder: ``--data``, ``$SOLODESK_SHARED_DATA`` or ``../shared/data``."""
-    if given:
-        return Path(given).expanduser()
-    override = os.environ.get("SOLODESK_SHARED_DATA")
-    if override:
-        return Path(override).expanduser()
-    return ROOT.parent / "shared" / "data"
-
-
-def _run_worker(*args: str) -> dict[str, Any]:
-    """Run this script as a worker in a fresh interpreter and return its result."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
-    wall = time.perf_counter() - started
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_MARK)]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stdout + done.stderr)
-        msg = f"benchmark worker {args[0]} failed with exit status {done.returncode}"
-        raise SystemExit(msg)
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_MARK) :])
-    result["process_seconds"] = wall
-    return result
 
 
 def _in_fresh_folder(run: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
@@ -236,32 +213,6 @@ def _median_run(repeat: int, run: Callable[[], dict[str, Any]], key: str) -> dic
     chosen["peak_rss_median_run"] = chosen["peak_rss"]
     chosen["peak_rss"] = max(int(r["peak_rss"]) for r in results)
     return chosen
-
-
-def _git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--short"))}
-
-
-def _machine() -> dict[str, Any]:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gb": round(memory / 1024**3, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
-
-
-def _rate(n: float) -> str:
-    return f"{n:,.0f} rows/s"
 
 
 def _verdict(ok: bool) -> str:
@@ -322,7 +273,9 @@ def main() -> int:
 
     def solodesk_run(reports: bool) -> dict[str, Any]:
         mode = "reports" if reports else "no-reports"
-        return _in_fresh_folder(lambda home: _run_worker("solodesk", str(source), str(home), mode))
+        return _in_fresh_folder(
+            lambda home: run_worker(__file__, "solodesk", str(source), str(home), mode)
+        )
 
     print("  solodesk ingest, validation on, HTML reports off ...", flush=True)
     plain = _median_run(repeat, lambda: solodesk_run(False), "seconds")
@@ -333,29 +286,31 @@ def main() -> int:
     stages = None
     if args.stages:
         print("  solodesk ingest, stage by stage ...", flush=True)
-        stages = _in_fresh_folder(lambda home: _run_worker("stages", str(source), str(home)))
+        stages = _in_fresh_folder(
+            lambda home: run_worker(__file__, "stages", str(source), str(home))
+        )
     print("  bare DuckDB: extract, then read_csv -> Parquet ...", flush=True)
     duck = _median_run(
         repeat,
-        lambda: _in_fresh_folder(lambda tmp: _run_worker("duckdb", str(source), str(tmp))),
+        lambda: _in_fresh_folder(lambda tmp: run_worker(__file__, "duckdb", str(source), str(tmp))),
         "copy_seconds",
     )
     print()
 
     rows = int(plain["rows"])
-    rate = rows / plain["seconds"]
+    solodesk_rate = rows / plain["seconds"]
     duck_rate = duck["rows"] / duck["copy_seconds"]
     duck_rate_with_unzip = duck["rows"] / (duck["copy_seconds"] + duck["extract_seconds"])
-    ratio = rate / duck_rate
+    ratio = solodesk_rate / duck_rate
     table: list[tuple[str, str, str, str]] = [
         ("measure", "figure", "target / reference", "verdict"),
         ("rows (solodesk read | DuckDB read)", f"{rows:,} | {duck['rows']:,}", "", ""),
         ("solodesk ingest, no HTML: seconds (median)", f"{plain['seconds']:.2f} s",
          f"runs: {', '.join(f'{x:.2f}' for x in plain['all_seconds'])}", ""),
-        ("solodesk end-to-end rate", _rate(rate), f">= {_rate(TARGET_ROWS_PER_SECOND)}",
-         _verdict(rate >= TARGET_ROWS_PER_SECOND)),
-        ("solodesk peak RSS (worst run)", f"{_gb(plain['peak_rss'])} ({plain['peak_rss'] / 1024**3:.2f} GiB)",
-         f"<= {_gb(TARGET_PEAK_RSS)}",
+        ("solodesk end-to-end rate", rate(solodesk_rate), f">= {rate(TARGET_ROWS_PER_SECOND)}",
+         _verdict(solodesk_rate >= TARGET_ROWS_PER_SECOND)),
+        ("solodesk peak RSS (worst run)", f"{gb(plain['peak_rss'])} ({plain['peak_rss'] / 1024**3:.2f} GiB)",
+         f"<= {gb(TARGET_PEAK_RSS)}",
          _verdict(plain["peak_rss"] <= TARGET_PEAK_RSS)),
         ("solodesk process wall (start-up included)", f"{plain['process_seconds']:.2f} s", "",
          ""),
@@ -368,18 +323,18 @@ def main() -> int:
             ("HTML data docs: run with - run without",
              f"{with_docs['seconds'] - plain['seconds']:+.2f} s", "", ""),
             ("solodesk ingest with HTML: seconds | peak RSS",
-             f"{with_docs['seconds']:.2f} s | {_gb(with_docs['peak_rss'])}", "", ""),
+             f"{with_docs['seconds']:.2f} s | {gb(with_docs['peak_rss'])}", "", ""),
         ]  # fmt: skip
     table += [
         ("DuckDB: extract CSVs from zips", f"{duck['extract_seconds']:.2f} s", "", ""),
         ("DuckDB: COPY read_csv -> Parquet (median)", f"{duck['copy_seconds']:.2f} s",
          f"runs: {', '.join(f'{x:.2f}' for x in duck['all_copy_seconds'])}", ""),
-        ("DuckDB rate (COPY only) = reference", _rate(duck_rate), "", ""),
-        ("DuckDB rate (extract + COPY)", _rate(duck_rate_with_unzip), "", ""),
-        ("DuckDB peak RSS (worst run)", _gb(duck["peak_rss"]), "", ""),
+        ("DuckDB rate (COPY only) = reference", rate(duck_rate), "", ""),
+        ("DuckDB rate (extract + COPY)", rate(duck_rate_with_unzip), "", ""),
+        ("DuckDB peak RSS (worst run)", gb(duck["peak_rss"]), "", ""),
         ("solodesk / DuckDB (COPY only)", f"{ratio:.2f}x", f">= {TARGET_DUCKDB_RATIO}x",
          _verdict(ratio >= TARGET_DUCKDB_RATIO)),
-        ("solodesk / DuckDB (extract + COPY)", f"{rate / duck_rate_with_unzip:.2f}x", "", ""),
+        ("solodesk / DuckDB (extract + COPY)", f"{solodesk_rate / duck_rate_with_unzip:.2f}x", "", ""),
     ]  # fmt: skip
     _print_table(table)
     if rows != duck["rows"]:
@@ -407,16 +362,16 @@ def main() -> int:
         "solodesk_with_reports": with_docs,
         "stages": stages,
         "duckdb": duck,
-        "rows_per_second": rate,
+        "rows_per_second": solodesk_rate,
         "duckdb_rows_per_second": duck_rate,
         "ratio_to_duckdb": ratio,
         "targets": {
-            "rows_per_second": [TARGET_ROWS_PER_SECOND, rate >= TARGET_ROWS_PER_SECOND],
+            "rows_per_second": [TARGET_ROWS_PER_SECOND, solodesk_rate >= TARGET_ROWS_PER_SECOND],
             "ratio_to_duckdb": [TARGET_DUCKDB_RATIO, ratio >= TARGET_DUCKDB_RATIO],
             "peak_rss_bytes": [TARGET_PEAK_RSS, plain["peak_rss"] <= TARGET_PEAK_RSS],
         },
-        "machine": _machine(),
-        "git": _git_state(),
+        "machine": machine(),
+        "git": git_state(),
     }
     path = _write_result(result)
     print(f"\nresult written to {path}")
