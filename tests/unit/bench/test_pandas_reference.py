@@ -28,9 +28,12 @@ ROWS = 3_000
 MAX_STRICT_MISSES = 0.001
 
 
-def _load(name: str) -> ModuleType:
+def _load(name: str, module_name: str | None = None) -> ModuleType:
+    if name != "benchkit" and "benchkit" not in sys.modules:
+        # The scripts import their shared module by its plain name, as when run from bench/.
+        _load("benchkit", "benchkit")
     path = BENCH / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"solodesk_bench_{name}", path)
+    spec = importlib.util.spec_from_file_location(module_name or f"solodesk_bench_{name}", path)
     assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
