@@ -1,0 +1,97 @@
+"""Backtest settings: costs, fills, direction, sizing and stops, parsed once at the edge."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.errors import UsageError
+
+SizingKind = Literal["all-in", "lots", "fraction", "vol-target", "kelly"]
+
+
+class SizingConfig(BaseModel):
+    """How big a position is when a strategy asks for a full one.
+
+    - ``all-in``: units = equity / (price x (1 + fees)), no leverage (vectorbt's default).
+    - ``lots:N``: N lots of the instrument's contract size.
+    - ``fraction:F``: notional = F x equity (F = 2 is 2:1 leverage).
+    - ``vol-target:X``: notional = equity x X / (annualized volatility of recent returns).
+    - ``kelly:F``: notional = equity x F x (mean / variance of recent per-bar returns), capped
+      by ``max_leverage``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: SizingKind = "all-in"
+    value: float = Field(default=1.0, gt=0)
+    lookback: int = Field(default=100, ge=2, description="bars of returns behind vol/kelly")
+    max_leverage: float = Field(default=10.0, gt=0)
+
+    @classmethod
+    def parse(cls, text: str) -> SizingConfig:
+        """Parse ``all-in``, ``lots:N``, ``fraction:F``, ``vol-target:X`` or ``kelly:F``."""
+        kind, _, value = text.strip().partition(":")
+        kinds = ("all-in", "lots", "fraction", "vol-target", "kelly")
+        if kind not in kinds:
+            msg = f"sizing {text!r}: expected one of all-in, lots:N, fraction:F, vol-target:X, kelly:F"
+            raise UsageError(msg)
+        if kind == "all-in":
+            if value:
+                raise UsageError(f"sizing {text!r}: all-in takes no value")
+            return cls(kind="all-in")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"sizing {text!r}: {value!r} is not a number") from None
+        if not number > 0:
+            raise UsageError(f"sizing {text!r}: the value must be positive")
+        return cls(kind=kind, value=number)  # type: ignore[arg-type]
+
+
+class CostConfig(BaseModel):
+    """What trading costs. Pips are the instrument's pip size; money is in account currency.
+
+    - ``fees``: fraction of traded notional, charged on both legs.
+    - ``commission_per_lot``: account currency per lot per leg (MT4 style, e.g. 3.5).
+    - ``spread_pips``: a fixed spread; ``spread_from_data`` uses the series' ``spread`` column
+      (price units) instead, and a series without one raises.
+    - ``slippage_pips``: fixed adverse slippage per fill; ``slippage_vol``: extra slippage of
+      this fraction of the bar's high-low range.
+    - ``swap_long_pips`` / ``swap_short_pips``: carry credited (positive) or charged
+      (negative) per unit held over the daily rollover, in pips of price per night.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fees: float = Field(default=0.0, ge=0, lt=1)
+    commission_per_lot: float = Field(default=0.0, ge=0)
+    spread_pips: float = Field(default=0.0, ge=0)
+    spread_from_data: bool = False
+    slippage_pips: float = Field(default=0.0, ge=0)
+    slippage_vol: float = Field(default=0.0, ge=0)
+    swap_long_pips: float = 0.0
+    swap_short_pips: float = 0.0
+    rollover_hour: int = Field(default=21, ge=0, le=23, description="UTC hour of the rollover")
+
+
+class BacktestConfig(BaseModel):
+    """One backtest's settings (prices in the series' own units, money in account currency)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cash: float = Field(default=100_000.0, gt=0)
+    costs: CostConfig = CostConfig()
+    fill: Literal["close", "next_open"] = "close"
+    direction: Literal["both", "long", "short"] = "both"
+    sizing: SizingConfig = SizingConfig()
+    stop_loss_pips: float | None = Field(default=None, gt=0)
+    take_profit_pips: float | None = Field(default=None, gt=0)
+    trailing_stop_pips: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _stops(self) -> BacktestConfig:
+        if self.stop_loss_pips is not None and self.trailing_stop_pips is not None:
+            raise ValueError("give a stop loss or a trailing stop, not both")
+        return self
