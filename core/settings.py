@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     home: Path = Path("data")
     account_currency: str = "USD"
     instruments: tuple[Instrument, ...] = ()
+    # User strategies by name, each "path/to/file.py:ClassName" (paths relative to the
+    # settings file's folder); built-in and installed ones come from entry points.
+    strategies: dict[str, str] = {}
     validation: ValidationSettings = ValidationSettings()
 
     @classmethod
