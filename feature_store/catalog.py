@@ -8,7 +8,9 @@ Views: ``bars`` (every series, with symbol, timeframe, side and year from the pa
 ``series`` (one row per series), ``quarantine`` and ``ingest_runs``; ``feature_builds`` (one
 row per feature build) and, for each feature set with a build, ``features_<set>``: the latest
 build of the set on every series, joined with its bars (symbol, timeframe, side, version, ts,
-OHLC, volume, spread, then the feature and label columns).
+OHLC, volume, spread, then the feature and label columns). Once a backtest is stored:
+``backtest_runs`` (one row per run record), ``backtest_equity`` and ``backtest_trades`` (with a
+``run`` column), read from the run folders at query time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,39 @@ def _quote(text: str) -> str:
 def default_feature_store(store: BarStore) -> FeatureStore:
     """Return the feature store beside a bar store (``SOLODESK_HOME/features``)."""
     return FeatureStore(store.root.parent / "features")
+
+
+def default_backtest_root(store: BarStore) -> Path:
+    """Return the backtest runs' folder beside a bar store (``SOLODESK_HOME/backtests``)."""
+    return store.root.parent / "backtests"
+
+
+def _backtest_tables(root: Path) -> str:
+    """Return which backtest tables are stored, e.g. ``run,equity,trades``."""
+    return ",".join(
+        name for name in ("run", "equity", "trades")
+        if any(root.glob(f"run=*/{name}.{'json' if name == 'run' else 'parquet'}"))
+    )  # fmt: skip
+
+
+def _backtest_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Create the backtest views over every stored run's files (globbed at query time)."""
+    for view in ("backtest_runs", "backtest_equity", "backtest_trades"):
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+    present = _backtest_tables(root).split(",")
+    base = str(root.resolve()).replace("'", "''")
+    if "run" in present:
+        con.execute(
+            "CREATE VIEW backtest_runs AS SELECT * FROM read_json_auto("
+            f"'{base}/run=*/run.json', union_by_name = true)"
+        )
+    for view, name in (("backtest_equity", "equity"), ("backtest_trades", "trades")):
+        if name not in present:
+            continue
+        con.execute(
+            f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{base}/run=*/{name}.parquet', "
+            "hive_partitioning = true, union_by_name = true)"
+        )
 
 
 def _feature_views(con: duckdb.DuckDBPyConnection, features: FeatureStore) -> None:
@@ -179,11 +214,15 @@ def rebuild_catalog(store: BarStore, path: Path, features: FeatureStore | None =
                 f"{_sql_list(runs)}, union_by_name = true)"
             )
         _feature_views(con, features)
+        backtests = default_backtest_root(store)
+        _backtest_views(con, backtests)
         con.execute(
-            "CREATE OR REPLACE TABLE catalog_meta (generation BIGINT, feature_generation BIGINT)"
+            "CREATE OR REPLACE TABLE catalog_meta (generation BIGINT, feature_generation BIGINT, "
+            "backtests VARCHAR)"
         )
         con.execute(
-            "INSERT INTO catalog_meta VALUES (?, ?)", [manifest["generation"], feature_generation]
+            "INSERT INTO catalog_meta VALUES (?, ?, ?)",
+            [manifest["generation"], feature_generation, _backtest_tables(backtests)],
         )
         con.execute("COMMIT")
     finally:
@@ -197,8 +236,11 @@ def catalog_generation(path: Path) -> int | None:
     return stamp[0] if stamp else None
 
 
-def catalog_stamp(path: Path) -> tuple[int, int] | None:
-    """Return the (manifest, feature index) generations a catalog was built from, or None."""
+def catalog_stamp(path: Path) -> tuple[int, int, str] | None:
+    """Return what a catalog was built from, or None.
+
+    That is the manifest and feature index generations and which backtest tables existed.
+    """
     if not path.exists():
         return None
     import duckdb
@@ -208,12 +250,14 @@ def catalog_stamp(path: Path) -> tuple[int, int] | None:
     except duckdb.Error:
         return None
     try:
-        row = con.execute("SELECT generation, feature_generation FROM catalog_meta").fetchone()
+        row = con.execute(
+            "SELECT generation, feature_generation, backtests FROM catalog_meta"
+        ).fetchone()
     except duckdb.Error:
         return None
     finally:
         con.close()
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1]), str(row[2])) if row else None
 
 
 def open_catalog(
@@ -224,6 +268,11 @@ def open_catalog(
 ) -> duckdb.DuckDBPyConnection:
     """Return a connection to an up-to-date catalog, rebuilding it first if it is stale."""
     features = features or default_feature_store(store)
-    if catalog_stamp(path) != (store.manifest()["generation"], features.generation()):
+    wanted = (
+        store.manifest()["generation"],
+        features.generation(),
+        _backtest_tables(default_backtest_root(store)),
+    )
+    if catalog_stamp(path) != wanted:
         rebuild_catalog(store, path, features)
     return _connect(path, read_only=read_only)

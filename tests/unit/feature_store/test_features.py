@@ -334,6 +334,7 @@ def test_catalog_exposes_feature_builds_and_the_latest_build_per_set(desk: Setti
     assert catalog_stamp(desk.catalog_path) == (
         BarStore(desk.store_dir).manifest()["generation"],
         FeatureStore(features_root(desk)).generation(),
+        "",
     )
 
 
