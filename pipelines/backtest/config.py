@@ -18,15 +18,16 @@ class SizingConfig(BaseModel):
     - ``lots:N``: N lots of the instrument's contract size.
     - ``fraction:F``: notional = F x equity (F = 2 is 2:1 leverage).
     - ``vol-target:X``: notional = equity x X / (annualized volatility of recent returns).
-    - ``kelly:F``: notional = equity x F x (mean / variance of recent per-bar returns), capped
-      by ``max_leverage``.
+    - ``kelly:F``: notional = equity x F x k, with the Kelly fraction k = p - (1 - p) / b of
+      the strategy's own closed trades so far (p the share of winners, b the mean win over the
+      mean loss), clipped to [0, max_leverage]; equity x F until 20 trades have closed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: SizingKind = "all-in"
     value: float = Field(default=1.0, gt=0)
-    lookback: int = Field(default=100, ge=2, description="bars of returns behind vol/kelly")
+    lookback: int = Field(default=100, ge=2, description="bars of returns behind vol-target")
     max_leverage: float = Field(default=10.0, gt=0)
 
     @classmethod
