@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from app.backtest_commands import register as register_research_commands
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -779,6 +781,9 @@ def instruments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         table.add_row(i.symbol, i.asset_class.value, i.base, i.quote, str(i.digits), str(i.pip_size),
                       f"{i.contract_size:g}", i.calendar, ", ".join(i.aliases))  # fmt: skip
     _out().print(table)
+
+
+register_research_commands(app)
 
 
 def main() -> None:
