@@ -95,7 +95,7 @@ test: lint ## Lint, then run the test suite
 # --- running ---------------------------------------------------------------
 
 .PHONY: demo
-demo: install ## Ingest the EURUSD H1 sample (+H4, D1), build its default feature set, query them
+demo: install ## Ingest the EURUSD H1 sample, build its features, sweep and backtest a strategy
 	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
 	$(BIN)/solodesk data list
 	$(BIN)/solodesk data quarantine
@@ -107,11 +107,16 @@ demo: install ## Ingest the EURUSD H1 sample (+H4, D1), build its default featur
 	$(BIN)/solodesk features list
 	$(BIN)/solodesk features show --feature-set default --symbol EURUSD --timeframe H1 --columns rsi_14,h4_rsi_14,d1_rsi_14,realized_vol_20,label,label_weight --rows 3
 	$(BIN)/solodesk data sql "select label, count(*) as bars, round(avg(rsi_14), 2) as rsi_14, round(avg(d1_rsi_14), 2) as d1_rsi_14, round(avg(label_log_return) * 1e4, 2) as return_bp, round(avg(close), 5) as close from features_default where label is not null group by label order by label"
+	$(BIN)/solodesk strategies
+	$(BIN)/solodesk sweep --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=5:50:5 --param slow=20:200:20 --param allow_short=false --spread 1.0 --fees 0.00002 --top 5
+	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=20 --param slow=100 --spread 1.0 --fees 0.00002 --sizing fraction:1
 
 .PHONY: bench
-bench: install ## Run the benchmarks (command-line start-up, ingest of the EURUSD M1 history)
+bench: install ## Run the benchmarks (start-up, ingest, features, backtest; shared data needed)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/backtest.py
 
 .PHONY: dvc-repro
 dvc-repro: install ## Reproduce the DVC pipeline (stages ingest, features; params.yaml)
