@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from core.errors import UsageError
 
@@ -78,6 +79,57 @@ def sma(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+@njit(cache=True, nogil=True)
+def _crossings(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    # One pass for both directions. For "above": crossed[i] = a[i] > b[i], bar i-1 neither
+    # above nor missing, and a bar strictly below since the last missing one (up to i-1);
+    # "below" is the same with a and b swapped.
+    n = a.shape[0]
+    up = np.zeros(n, dtype=np.bool_)
+    down = np.zeros(n, dtype=np.bool_)
+    last_missing = -1
+    last_below = -1
+    last_above = -1
+    prev_above = False
+    prev_below = False
+    prev_missing = True
+    for i in range(n):
+        x = a[i]
+        y = b[i]
+        missing = np.isnan(x) or np.isnan(y)
+        above = x > y
+        below = x < y
+        if i > 0:
+            up[i] = above and not prev_above and not prev_missing and last_below > last_missing
+            down[i] = below and not prev_below and not prev_missing and last_above > last_missing
+        if missing:
+            last_missing = i
+        if below:
+            last_below = i
+        if above:
+            last_above = i
+        prev_above = above
+        prev_below = below
+        prev_missing = missing
+    return up, down
+
+
+def crossings(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(crossed_above(first, second), crossed_below(first, second))`` in one pass.
+
+    Raises
+    ------
+    UsageError
+        If the two arrays differ in length.
+    """
+    a = as_float_array(first, "first")
+    b = as_float_array(second, "second")
+    if a.shape != b.shape:
+        raise UsageError(f"crossing of series of lengths {a.shape[0]} and {b.shape[0]}")
+    up, down = _crossings(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    return np.asarray(up), np.asarray(down)
+
+
 def crossed_above(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Return where ``first`` crosses above ``second``, with vectorbt's semantics.
 
@@ -92,29 +144,12 @@ def crossed_above(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     UsageError
         If the two arrays differ in length.
     """
-    a = as_float_array(first, "first")
-    b = as_float_array(second, "second")
-    if a.shape != b.shape:
-        raise UsageError(f"crossing of series of lengths {a.shape[0]} and {b.shape[0]}")
-    n = a.shape[0]
-    out = np.zeros(n, dtype=bool)
-    if n < 2:
-        return out
-    missing = np.isnan(a) | np.isnan(b)
-    above = a > b
-    below = a < b
-    index = np.arange(n)
-    last_below = np.maximum.accumulate(np.where(below, index, -1))
-    last_missing = np.maximum.accumulate(np.where(missing, index, -1))
-    has_been_below = last_below > last_missing
-    not_above_before = ~above[:-1] & ~missing[:-1]
-    out[1:] = above[1:] & not_above_before & has_been_below[:-1]
-    return out
+    return crossings(first, second)[0]
 
 
 def crossed_below(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Return where ``first`` crosses below ``second``: ``crossed_above(second, first)``."""
-    return crossed_above(second, first)
+    return crossings(first, second)[1]
 
 
 def prior_max(values: np.ndarray, window: int) -> np.ndarray:

@@ -20,8 +20,7 @@ from models.strategies.indicators import (
     SweepContext,
     as_float_array,
     bar_columns,
-    crossed_above,
-    crossed_below,
+    crossings,
     sma,
 )
 
@@ -98,8 +97,7 @@ class SmaCross:
         else:
             fast_ma = cache.get(("sma", fast), lambda: sma(prices, fast))
             slow_ma = cache.get(("sma", slow), lambda: sma(prices, slow))
-        up = crossed_above(fast_ma, slow_ma)
-        down = crossed_below(fast_ma, slow_ma)
+        up, down = crossings(fast_ma, slow_ma)
         if allow_short:
             return Signals(entries=up, exits=down, short_entries=down, short_exits=up)
         return Signals(entries=up, exits=down)

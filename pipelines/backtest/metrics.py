@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from core.errors import UsageError
 from core.timeframes import Timeframe, parse_timeframe
@@ -244,9 +245,7 @@ def performance(
     final = float(values[-1]) if n else float(initial_cash)
     total = final / initial_cash - 1.0
     annual = _annualized_return(total, n, bars_per_year)
-    worst = float(drawdown(values, initial_cash=initial_cash).min()) if n else 0.0
-    worst = min(worst, 0.0)
-    bars_long, ns_long = _longest_drawdown(values, stamps, initial_cash)
+    worst, bars_long, ns_long = _drawdown_summary(values, stamps, initial_cash)
     hit, factor, expect, count = _trade_figures(trades)
     return Metrics(
         start=_datetime(stamps[0]) if n else None,
@@ -410,25 +409,48 @@ def _calmar(annual: float, worst: float) -> float:
     return ratio if math.isfinite(ratio) else math.nan
 
 
-def _longest_drawdown(
+@njit(cache=True, nogil=True)
+def _drawdown_pass(
     equity: np.ndarray, stamps: np.ndarray, initial_cash: float
-) -> tuple[int, int]:
+) -> tuple[float, int, int]:  # pragma: no cover - compiled
+    # The path starts with the initial cash, dated at the first bar. A drawdown runs from a
+    # peak (a value >= every value before it) to the next peak, or to the end.
+    peak = initial_cash
+    worst = 0.0
+    last_peak = 0
+    last_time = stamps[0]
+    longest_bars = 0
+    longest_ns = 0
+    for i in range(equity.shape[0]):
+        value = equity[i]
+        if value >= peak:
+            peak = value
+            if i + 1 - last_peak > 1:
+                longest_bars = max(longest_bars, i + 1 - last_peak)
+                longest_ns = max(longest_ns, stamps[i] - last_time)
+            last_peak = i + 1
+            last_time = stamps[i]
+        else:
+            worst = min(worst, value / peak - 1.0)
+    end = equity.shape[0]
+    if last_peak < end:
+        longest_bars = max(longest_bars, end - last_peak)
+        longest_ns = max(longest_ns, stamps[end - 1] - last_time)
+    return worst, longest_bars, longest_ns
+
+
+def _drawdown_summary(
+    equity: np.ndarray, stamps: np.ndarray, initial_cash: float
+) -> tuple[float, int, int]:
+    """Return the worst drawdown (<= 0) and the longest one in bars and in nanoseconds."""
     if equity.size == 0:
-        return 0, 0
-    # The path starts with the initial cash (index 0 = one bar before the first bar).
-    path = np.concatenate(([float(initial_cash)], equity))
-    at_peak = np.flatnonzero(path >= np.maximum.accumulate(path))
-    times = np.concatenate((stamps[:1], stamps))
-    last = path.size - 1
-    gaps = np.diff(at_peak)
-    under = gaps > 1  # a gap between two peaks is a drawdown ending at the later one
-    spans = np.diff(times[at_peak])
-    longest_bars = int(gaps[under].max()) if under.any() else 0
-    longest_ns = int(spans[under].max()) if under.any() else 0
-    if at_peak[-1] < last:
-        longest_bars = max(longest_bars, int(last - at_peak[-1]))
-        longest_ns = max(longest_ns, int(times[last] - times[at_peak[-1]]))
-    return longest_bars, longest_ns
+        return 0.0, 0, 0
+    worst, bars, ns = _drawdown_pass(
+        np.ascontiguousarray(equity, dtype=np.float64),
+        np.ascontiguousarray(stamps, dtype=np.int64),
+        float(initial_cash),
+    )
+    return float(worst), int(bars), int(ns)
 
 
 def _trade_figures(trades: pl.DataFrame | None) -> tuple[float, float, float, int]:

@@ -92,13 +92,32 @@ def signal_directions(signals: Signals, n: int, direction: str = "both") -> np.n
     return np.asarray(kernel(*arrays, allow_long, allow_short))
 
 
+@_jit
+def _traded(position: np.ndarray, close: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    out = np.empty(position.shape[0])
+    before = 0.0
+    one_rate = rates.shape[0] == 1
+    for i in range(position.shape[0]):
+        rate = rates[0] if one_rate else rates[i]
+        out[i] = abs(position[i] - before) * close[i] * rate
+        before = position[i]
+    return out
+
+
 def traded_notional(
     position: np.ndarray, close: np.ndarray, to_account: np.ndarray | float = 1.0
 ) -> np.ndarray:
     """Return the notional traded at each bar: ``|Δ position| × close × to_account``.
 
     Valued at the bar's close (fills at an open or a stop are valued at the close of their
-    bar); the first bar's change is from flat.
+    bar); the first bar's change is from flat. ``to_account`` is a number or one rate per bar.
     """
-    change = np.abs(np.diff(np.asarray(position, dtype=np.float64), prepend=0.0))
-    return np.asarray(change * np.asarray(close, dtype=np.float64) * to_account)
+    rates = np.atleast_1d(np.asarray(to_account, dtype=np.float64))
+    kernel: Any = _traded
+    return np.asarray(
+        kernel(
+            np.ascontiguousarray(position, dtype=np.float64),
+            np.ascontiguousarray(close, dtype=np.float64),
+            np.ascontiguousarray(rates),
+        )
+    )

@@ -14,6 +14,7 @@ from models.strategies.indicators import (
     IndicatorCache,
     crossed_above,
     crossed_below,
+    crossings,
     prior_max,
     prior_min,
     sma,
@@ -255,3 +256,32 @@ def test_indicator_cache_over_budget_drops_least_recently_used() -> None:
     assert "c" in cache
     assert "b" not in cache
     assert len(cache) == 2
+
+
+def _crossed_above_by_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # The rule written with whole-array operations, to check the compiled one-pass version.
+    n = a.shape[0]
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    missing = np.isnan(a) | np.isnan(b)
+    above, below = a > b, a < b
+    index = np.arange(n)
+    last_below = np.maximum.accumulate(np.where(below, index, -1))
+    last_missing = np.maximum.accumulate(np.where(missing, index, -1))
+    out[1:] = above[1:] & ~above[:-1] & ~missing[:-1] & (last_below > last_missing)[:-1]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_crossings_random_ties_and_nans_equal_array_rule(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, 300).astype(float)
+    b = rng.integers(0, 4, 300).astype(float)
+    a[rng.random(300) < 0.05] = np.nan
+    b[rng.random(300) < 0.05] = np.nan
+
+    up, down = crossings(a, b)
+
+    assert up.tolist() == _crossed_above_by_arrays(a, b).tolist()
+    assert down.tolist() == _crossed_above_by_arrays(b, a).tolist()

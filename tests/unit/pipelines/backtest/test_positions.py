@@ -15,7 +15,7 @@ from core.instruments import fx_pair
 from models.strategies.base import Signals
 from pipelines.backtest.config import BacktestConfig
 from pipelines.backtest.engine import run_backtest
-from pipelines.backtest.positions import signal_directions
+from pipelines.backtest.positions import signal_directions, traded_notional
 
 N = 60
 
@@ -77,3 +77,14 @@ def test_signal_directions_random_events_match_engine_position_sign(
     wanted = signal_directions(signals, N, direction)
 
     assert wanted.tolist() == np.sign(result.position).tolist()
+
+
+def test_traded_notional_changes_times_close_and_rate() -> None:
+    position = np.array([0.0, 2.0, 2.0, -1.0, 0.0])
+    close = np.array([1.0, 1.5, 2.0, 2.5, 3.0])
+
+    scalar = traded_notional(position, close, 2.0)
+    per_bar = traded_notional(position, close, np.array([1.0, 1.0, 1.0, 0.5, 0.5]))
+
+    assert scalar.tolist() == [0.0, 6.0, 0.0, 15.0, 6.0]
+    assert per_bar.tolist() == [0.0, 3.0, 0.0, 3.75, 1.5]
