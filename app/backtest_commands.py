@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from core.errors import UsageError
     from pipelines.backtest.config import BacktestConfig
 
 SymbolOpt = Annotated[str, typer.Option(help="Stored symbol, e.g. EURUSD.")]
@@ -60,6 +63,16 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return values
 
 
+def options_error(what: str, exc: ValidationError) -> UsageError:
+    """Return a usage error listing each rejected option of a configuration and why."""
+    from core.errors import UsageError
+
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+    )
+    return UsageError(f"bad {what} options: {problems}")
+
+
 def backtest_config(
     *,
     cash: float,
@@ -106,10 +119,7 @@ def backtest_config(
             take_profit_pips=take_profit, trailing_stop_pips=trailing_stop,
         )  # fmt: skip
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-        )
-        raise UsageError(f"bad backtest options: {problems}") from None
+        raise options_error("backtest", exc) from None
 
 
 def _fmt(value: Any) -> str:
@@ -404,11 +414,7 @@ def register(app: typer.Typer) -> None:
                 lookback=lookback, var_window=var_window,
             )  # fmt: skip
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise UsageError(f"bad portfolio options: {problems}") from None
+            raise options_error("portfolio", exc) from None
         bars = sum(d.bars.height for d in series)
         with _err().status(f"portfolio of {len(series)} symbols ({bars:,} bars)"):
             outcome = run_stored_portfolio(

@@ -53,6 +53,7 @@ from benchkit import (
     machine,
     run_worker,
     shared_data_root,
+    write_result,
 )
 
 FAST, SLOW, FEES, CASH = 20, 100, 0.0001, 100_000.0
@@ -366,17 +367,6 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
 
 
-def _write_result(result: dict[str, Any]) -> Path:
-    home = os.environ.get("SOLODESK_HOME")
-    folder = Path(home) / "bench" if home else Path(tempfile.gettempdir()) / "solodesk-bench"
-    if not folder.is_absolute():
-        folder = ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"backtest-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return path
-
-
 def _engine(folder: Path, repeat: int) -> dict[str, Any]:
     ours = run_worker(__file__, "engine-solodesk", str(folder), str(repeat))
     theirs = run_worker(__file__, "engine-vectorbt", str(folder), str(repeat))
@@ -523,7 +513,7 @@ def main() -> int:
             result["portfolio"] = _portfolio_figures(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    path = _write_result(result)
+    path = write_result("backtest", result)
     print(f"result written to {path}")
     print(json.dumps(result))
     return 0 if ok else 1

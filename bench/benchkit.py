@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,18 @@ def run_worker(script: str, *args: str) -> dict[str, Any]:
     result["started_utc"] = at
     result["load_before"] = load
     return result
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write a benchmark's result as JSON under ``$SOLODESK_HOME/bench`` (or a temp folder)."""
+    home = os.environ.get("SOLODESK_HOME")
+    folder = Path(home) / "bench" if home else Path(tempfile.gettempdir()) / "solodesk-bench"
+    if not folder.is_absolute():
+        folder = ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
 
 
 def git_state() -> dict[str, Any]:

@@ -53,7 +53,6 @@ import argparse
 import gc
 import importlib.util
 import json
-import os
 import resource
 import shutil
 import sys
@@ -66,7 +65,6 @@ from typing import Any
 
 from benchkit import (
     HISTORY,
-    ROOT,
     emit,
     gb,
     git_state,
@@ -74,6 +72,7 @@ from benchkit import (
     rate,
     run_worker,
     shared_data_root,
+    write_result,
 )
 
 TARGET_SPEEDUP = 3.0
@@ -392,17 +391,6 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def _write_result(result: dict[str, Any]) -> Path:
-    home = os.environ.get("SOLODESK_HOME")
-    folder = Path(home) / "bench" if home else Path(tempfile.gettempdir()) / "solodesk-bench"
-    if not folder.is_absolute():
-        folder = ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"features-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return path
-
-
 def _measure(
     timeframe: str,
     info: dict[str, Any],
@@ -643,7 +631,7 @@ def main() -> int:
         "machine": machine(),
         "git": git_state(),
     }
-    path = _write_result(result)
+    path = write_result("features", result)
     print(f"\nresult written to {path} (with the figures of every feature)")
     for r in results:  # the last line stays short: families only
         r["check"] = {k: v for k, v in r["check"].items() if k != "features"}

@@ -39,7 +39,6 @@ from typing import Any
 
 from benchkit import (
     HISTORY,
-    ROOT,
     emit,
     gb,
     git_state,
@@ -47,6 +46,7 @@ from benchkit import (
     rate,
     run_worker,
     shared_data_root,
+    write_result,
 )
 
 TARGET_ROWS_PER_SECOND = 1_000_000
@@ -227,17 +227,6 @@ def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def _write_result(result: dict[str, Any]) -> Path:
-    home = os.environ.get("SOLODESK_HOME")
-    folder = Path(home) / "bench" if home else Path(tempfile.gettempdir()) / "solodesk-bench"
-    if not folder.is_absolute():
-        folder = ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ingest-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return path
-
-
 def main() -> int:
     """Run the benchmark, print its table and its JSON result; return the exit status."""
     parser = argparse.ArgumentParser(description="Ingest benchmark (see the module docstring).")
@@ -373,7 +362,7 @@ def main() -> int:
         "machine": machine(),
         "git": git_state(),
     }
-    path = _write_result(result)
+    path = write_result("ingest", result)
     print(f"\nresult written to {path}")
     print(json.dumps(result))
     return 0
