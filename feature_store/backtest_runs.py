@@ -29,7 +29,12 @@ from feature_store.store import BarStore, SeriesInfo
 from models.strategies.base import Strategy
 from models.strategies.registry import make_strategy
 from pipelines.backtest.config import BacktestConfig
-from pipelines.backtest.engine import BacktestResult, run_backtest
+from pipelines.backtest.engine import (
+    BacktestResult,
+    conversion_pair,
+    quote_to_account,
+    run_backtest,
+)
 from pipelines.backtest.metrics import Metrics, bars_per_year, drawdown, performance
 from pipelines.backtest.portfolio import PortfolioConfig, PortfolioResult, run_portfolio
 from pipelines.backtest.portfolio_report import portfolio_report_html
@@ -95,31 +100,30 @@ def _conversion(
     store: BarStore, settings: Settings, instrument: Instrument, timeframe: Timeframe,
     bars: pl.DataFrame,
 ) -> tuple[np.ndarray | float, str]:  # fmt: skip
+    """Return the quote-to-account rate per bar (:func:`quote_to_account`) and how it was found.
+
+    For a pair quoted in neither the account currency nor its own base, the rate comes from
+    the stored series of the conventional pair joining the two currencies, same timeframe,
+    taken as of each bar (the first bars before it starts take its first value).
+    """
     account = settings.account_currency.upper()
     if instrument.quote == account:
         return 1.0, f"{instrument.quote} is the account currency"
     if instrument.base == account:
-        close = bars["close"].to_numpy()
-        return 1.0 / close, f"1 / {instrument.symbol} close"
-    for symbol, invert in ((f"{instrument.quote}{account}", False),
-                           (f"{account}{instrument.quote}", True)):  # fmt: skip
-        found = [s for s in store.series()
-                 if s.key.symbol == symbol and s.key.timeframe is timeframe]  # fmt: skip
-        if not found:
-            continue
-        other = store.read(found[0].key).select("ts", pl.col("close").alias("rate"))
-        joined = bars.select("ts").join_asof(other, on="ts", strategy="backward")
-        rate = joined["rate"].fill_null(strategy="backward").to_numpy()
-        if np.isnan(rate).all():
-            continue
-        how = f"1 / {symbol} close" if invert else f"{symbol} close"
-        return (1.0 / rate if invert else rate), how
-    msg = (
-        f"{instrument.symbol} is quoted in {instrument.quote}, not the account currency "
-        f"{account}: ingest {instrument.quote}{account} or {account}{instrument.quote} "
-        f"{timeframe.value} too, so profits can be converted"
-    )
-    raise UsageError(msg)
+        return quote_to_account(instrument, account, bars), f"1 / {instrument.symbol} close"
+    pair = conversion_pair(instrument.quote, account)
+    found = [s for s in store.series() if s.key.symbol == pair and s.key.timeframe is timeframe]
+    if not found:
+        msg = (
+            f"{instrument.symbol} is quoted in {instrument.quote}, not the account currency "
+            f"{account}: ingest {pair} {timeframe.value} too, so profits can be converted"
+        )
+        raise UsageError(msg)
+    other = store.read(found[0].key).select("ts", pl.col("close").alias("rate"))
+    joined = bars.select("ts").join_asof(other, on="ts", strategy="backward")
+    rate = joined["rate"].fill_null(strategy="backward").to_numpy()
+    how = f"{pair} close" if pair.startswith(instrument.quote) else f"1 / {pair} close"
+    return quote_to_account(instrument, account, bars, rate), how
 
 
 def load_series(

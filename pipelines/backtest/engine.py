@@ -125,6 +125,7 @@ from pipelines.backtest.config import BacktestConfig
 __all__ = [
     "EXIT_REASONS",
     "BacktestResult",
+    "conversion_pair",
     "quote_to_account",
     "run_backtest",
     "simulate",
@@ -211,7 +212,7 @@ def _rank(currency: str) -> int:
     return order.index(currency) if currency in order else len(order)
 
 
-def _conversion_pair(quote: str, account: str) -> str:
+def conversion_pair(quote: str, account: str) -> str:
     """Return the conventional name of the pair of two currencies (``GBPUSD``, ``USDJPY``)."""
     if _rank(quote) <= _rank(account):
         return f"{quote}{account}"
@@ -247,7 +248,7 @@ def quote_to_account(
         if not (np.isfinite(close).all() and (close > 0).all()):
             raise UsageError(f"{instrument.symbol}: every close must be finite and positive")
         return 1.0 / close
-    pair = _conversion_pair(quote, account)
+    pair = conversion_pair(quote, account)
     if other_close is None:
         msg = (
             f"{instrument.symbol}: converting {quote} into the {account} account needs the "
