@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     # settings file's folder); built-in and installed ones come from entry points.
     strategies: dict[str, str] = {}
     validation: ValidationSettings = ValidationSettings()
+    # Research infrastructure. Left unset, MLflow keeps its runs and registry in SQLite with
+    # artifacts under SOLODESK_HOME/mlflow, Optuna its studies in SOLODESK_HOME/optuna.db, and
+    # work runs in local processes. Set them to share one database (e.g.
+    # postgresql://user@host:5432/db) or a Dask scheduler (tcp://host:8786) between machines.
+    mlflow_tracking_uri: str | None = None
+    optuna_storage: str | None = None
+    dask_scheduler: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -80,6 +87,16 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         """Return where validation reports and tearsheets go."""
         return self.home / "reports"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """Return where the embedded MLflow store keeps its database and artifacts."""
+        return self.home / "mlflow"
+
+    @property
+    def optuna_path(self) -> Path:
+        """Return the embedded Optuna study database."""
+        return self.home / "optuna.db"
 
     @cached_property
     def registry(self) -> InstrumentRegistry:

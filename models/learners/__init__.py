@@ -1,0 +1,1 @@
+"""Learners: LightGBM, scikit-learn baselines, ensembles and a regime detector."""

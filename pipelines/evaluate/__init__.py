@@ -1,0 +1,1 @@
+"""Evaluation: purged splits, walk-forward, out-of-sample statistics and the leakage audit."""
