@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from app.backtest_commands import register as register_research_commands
+from app.model_commands import register as register_model_commands
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -784,6 +785,7 @@ def instruments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 
 register_research_commands(app)
+register_model_commands(app)
 
 
 def main() -> None:

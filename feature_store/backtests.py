@@ -39,7 +39,9 @@ _TEMP_PREFIX = ".tmp-"
 def new_run_id(kind: str, created: datetime | None = None) -> str:
     """Return a sortable, unique run id such as ``bt-20261124T101500-3f9a``."""
     when = (created or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
-    prefix = {"backtest": "bt", "sweep": "sw", "portfolio": "pf"}.get(kind, kind[:2])
+    prefix = {"backtest": "bt", "sweep": "sw", "portfolio": "pf", "walkforward": "wf"}.get(
+        kind, kind[:2]
+    )
     return f"{prefix}-{when}-{secrets.token_hex(2)}"
 
 
@@ -60,13 +62,14 @@ class StoredRun:
 class BacktestStore:
     """Write and read runs under ``root`` (``SOLODESK_HOME/backtests``)."""
 
-    def __init__(self, root: Path, reports: Path) -> None:
+    def __init__(self, root: Path, reports: Path, report_folder: str = "backtests") -> None:
         self.root = root
         self.reports = reports
+        self.report_folder = report_folder
 
     def report_path(self, run_id: str) -> Path:
         """Return where a run's HTML report goes."""
-        return self.reports / "backtests" / f"{run_id}.html"
+        return self.reports / self.report_folder / f"{run_id}.html"
 
     def write(
         self,

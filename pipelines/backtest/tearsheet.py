@@ -206,6 +206,20 @@ def tearsheet_figures(
     }
 
 
+PAGE_STYLE = _STYLE
+"""The tearsheet's stylesheet, for other report pages that should look the same."""
+
+
+def plotly_js() -> str:
+    """Return Plotly's JavaScript, read once and then cached, for embedding in a page."""
+    return _plotly_js()
+
+
+def chart_layout(figure: go.Figure, *, y_title: str, x_title: str = "") -> go.Figure:
+    """Give ``figure`` the tearsheet's chart layout and axis titles, and return it."""
+    return _layout(figure, y_title=y_title, x_title=x_title)
+
+
 @cache
 def _plotly_js() -> str:
     return get_plotlyjs()

@@ -1,0 +1,510 @@
+"""The model registry: challengers logged from walk-forward runs, champions by promotion.
+
+A walk-forward run registers what it trained as a new version of a registered model with the
+alias ``challenger`` and its out-of-sample scores as version tags ``score.<key>``.
+:meth:`ModelRegistry.promote` moves the alias ``champion`` onto the challenger when a
+:class:`PromotionRule` holds, and writes the decision and its reasons onto the challenger
+version (tags ``promotion.decision``, ``promotion.reason``, ``promotion.at``). What trades is
+whatever ``champion`` points at.
+
+A model is stored as an MLflow pyfunc model (:class:`ProbaModel`) wrapping a *predictor*: any
+picklable object with ``feature_names: tuple[str, ...]`` and ``predict_proba(X) -> P(up)``.
+
+Logging a model goes through MLflow's process-wide tracking URI (set for the duration of the
+call and then restored), so one process should not call a registry from several threads.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from core.errors import UsageError
+
+# Set before MLflow is imported (as in feature_store.tracking): no usage reports from an
+# offline machine, and no run links on stdout, which ``--json`` keeps for JSON Lines.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# A model's requirements are pinned from the predictor (see _requirements), not taken from
+# whichever uv project happens to be the working directory.
+os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel, load_model
+from mlflow.pyfunc import log_model as log_pyfunc_model
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+from mlflow.tracking.fluent import start_run
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+SCORE_TAG_PREFIX = "score."
+MODEL_NAME_IN_RUN = "model"
+EXAMPLE_ROWS = 5
+PROBA_COLUMN = "proba"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_SCORE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_TERMINAL = ("FINISHED", "FAILED", "KILLED")
+# Packages a stored model always needs to be loaded again.
+_BASE_REQUIREMENTS = ("cloudpickle", "numpy", "pandas")
+
+
+def _check_predictor(predictor: object) -> tuple[str, ...]:
+    names = getattr(predictor, "feature_names", None)
+    kind = type(predictor).__name__
+    if (
+        not isinstance(names, tuple | list)
+        or not names
+        or not all(isinstance(n, str) for n in names)
+    ):
+        msg = f"predictor {kind} needs feature_names: a non-empty tuple of column names"
+        raise UsageError(msg)
+    if not callable(getattr(predictor, "predict_proba", None)):
+        raise UsageError(f"predictor {kind} has no predict_proba(X) method")
+    return tuple(names)
+
+
+class ProbaModel(PythonModel):
+    """An MLflow pyfunc model answering P(up) per row from a predictor's ``predict_proba``.
+
+    Parameters
+    ----------
+    predictor
+        A picklable object with ``feature_names`` (a tuple of column names) and
+        ``predict_proba(X: np.ndarray) -> np.ndarray``.
+    """
+
+    def __init__(self, predictor: object) -> None:
+        self.feature_names = _check_predictor(predictor)
+        self.predictor = predictor
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Return a frame with one column ``proba``: P(up) for each row of ``model_input``.
+
+        Columns are taken by name in the order of ``feature_names``; others are ignored.
+
+        Raises
+        ------
+        UsageError
+            If a feature column the model was trained on is missing.
+        """
+        missing = [name for name in self.feature_names if name not in model_input.columns]
+        if missing:
+            msg = (
+                f"model input lacks the feature columns {missing} the model was trained on "
+                f"(it needs {list(self.feature_names)}); build the input with the same feature set"
+            )
+            raise UsageError(msg)
+        X = model_input.loc[:, list(self.feature_names)].to_numpy(dtype=np.float64)
+        proba = np.asarray(self.predictor.predict_proba(X), dtype=np.float64).reshape(-1)  # type: ignore[attr-defined]
+        if len(proba) != len(X):
+            kind = type(self.predictor).__name__
+            msg = f"predictor {kind} returned {len(proba)} probabilities for {len(X)} rows"
+            raise ValueError(msg)
+        return pd.DataFrame({PROBA_COLUMN: proba}, index=model_input.index)
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One version of a registered model.
+
+    ``scores`` holds the version's ``score.<key>`` tags as numbers, ``tags`` every other tag
+    (including the ``promotion.*`` ones), ``aliases`` the aliases pointing at it, sorted, and
+    ``created`` its registration time in UTC.
+    """
+
+    name: str
+    version: int
+    run_id: str
+    aliases: tuple[str, ...]
+    scores: dict[str, float]
+    tags: dict[str, str]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What :meth:`ModelRegistry.promote` decided, and why."""
+
+    promoted: bool
+    reason: str
+    challenger: ModelVersionInfo | None
+    champion_before: ModelVersionInfo | None
+
+
+class PromotionRule(BaseModel):
+    """When a challenger replaces the champion.
+
+    The challenger must score strictly higher than the champion on ``require`` (``all`` or
+    ``any``) of the score keys in ``criteria``; a score missing on either side does not beat.
+    The minimums (``min_dsr`` on score ``dsr``, ``min_sharpe_ci_low`` on ``sharpe_ci_low``)
+    must also be met, and alone decide while there is no champion.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    criteria: tuple[str, ...] = ("dsr", "sharpe_ci_low")
+    require: Literal["all", "any"] = "all"
+    min_dsr: float | None = None
+    min_sharpe_ci_low: float | None = None
+
+    @field_validator("criteria")
+    @classmethod
+    def _check_criteria(cls, criteria: tuple[str, ...]) -> tuple[str, ...]:
+        if not criteria:
+            raise ValueError("name at least one score key to compare")
+        bad = [key for key in criteria if not _SCORE_KEY.fullmatch(key)]
+        if bad:
+            raise ValueError(f"score keys {bad} are not names like dsr or sharpe_ci_low")
+        if len(set(criteria)) != len(criteria):
+            raise ValueError(f"score keys repeat in {list(criteria)}")
+        return criteria
+
+    @classmethod
+    def parse(cls, text: str) -> PromotionRule:
+        """Return the rule written as ``dsr,sharpe_ci_low``, ``all:dsr,...`` or ``any:dsr,...``.
+
+        Raises
+        ------
+        UsageError
+            If ``text`` has another form or names no valid score key.
+        """
+        head, sep, tail = text.strip().partition(":")
+        require, keys = (head.strip(), tail) if sep else ("all", head)
+        criteria = tuple(key.strip() for key in keys.split(",") if key.strip())
+        if require not in ("all", "any"):
+            msg = (
+                f"promotion rule {text!r}: expected score keys such as 'dsr,sharpe_ci_low', "
+                f"optionally after 'all:' or 'any:'"
+            )
+            raise UsageError(msg)
+        try:
+            return cls(criteria=criteria, require=require)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = "; ".join(str(error["msg"]) for error in exc.errors())
+            raise UsageError(f"promotion rule {text!r}: {problems}") from None
+
+    def minimums(self) -> dict[str, float]:
+        """Return the score keys with a minimum, and the minimum."""
+        found = {"dsr": self.min_dsr, "sharpe_ci_low": self.min_sharpe_ci_low}
+        return {key: value for key, value in found.items() if value is not None}
+
+
+def _format(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.4g}"
+
+
+def _judge(
+    rule: PromotionRule, challenger: ModelVersionInfo, champion: ModelVersionInfo | None
+) -> tuple[bool, str]:
+    notes = []
+    minimums_met = True
+    for key, minimum in rule.minimums().items():
+        value = challenger.scores.get(key)
+        met = value is not None and value >= minimum
+        minimums_met = minimums_met and met
+        notes.append(f"{key} {_format(value)} {'>=' if met else 'below'} minimum {minimum:.4g}")
+    if champion is None:
+        beaten = True
+        notes.append("no champion yet")
+    else:
+        wins = []
+        for key in rule.criteria:
+            mine, theirs = challenger.scores.get(key), champion.scores.get(key)
+            beats = mine is not None and theirs is not None and mine > theirs
+            wins.append(beats)
+            relation = ">" if beats else "not >"
+            notes.append(
+                f"{key} {_format(mine)} {relation} {_format(theirs)} (champion v{champion.version})"
+            )
+        beaten = all(wins) if rule.require == "all" else any(wins)
+        notes.append(f"needs {rule.require} of {', '.join(rule.criteria)}")
+    promoted = minimums_met and beaten
+    verdict = "promoted" if promoted else "rejected"
+    return promoted, f"{verdict}: " + "; ".join(notes)
+
+
+def _requirements(predictor: object) -> list[str]:
+    # Pinning what the predictor is made of spares MLflow from inferring requirements, which
+    # loads the model in a subprocess and takes seconds. The packages are those of the
+    # predictor's class and its attributes' classes, base classes included (a scikit-learn
+    # style wrapper needs scikit-learn too).
+    kinds = [type(predictor), *(type(v) for v in getattr(predictor, "__dict__", {}).values())]
+    modules = {base.__module__ for kind in kinds for base in kind.__mro__}
+    roots = {module.partition(".")[0] for module in modules} - set(sys.stdlib_module_names)
+    distributions = importlib.metadata.packages_distributions()
+    found = set(_BASE_REQUIREMENTS)
+    for root in roots:
+        found.update(distributions.get(root, ()))
+    pinned = []
+    for dist in sorted(found, key=str.lower):
+        try:
+            pinned.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pinned
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+class ModelRegistry:
+    """Register challengers, promote champions and load models from an MLflow registry.
+
+    Parameters
+    ----------
+    uri
+        Tracking URI of the store holding the runs and the registry
+        (:func:`feature_store.tracking.tracking_uri`).
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def log_model(self, *, run_id: str, predictor: object, input_example: pl.DataFrame) -> str:
+        """Log ``predictor`` as the model ``model`` of run ``run_id``; return its model URI.
+
+        The signature is inferred from ``input_example``, whose first rows are kept as the
+        example. The run keeps the status it had. Nothing is registered.
+
+        Raises
+        ------
+        UsageError
+            If the run does not exist, the predictor lacks ``feature_names`` or
+            ``predict_proba``, or ``input_example`` lacks one of its feature columns.
+        """
+        with _use_tracking_uri(self.uri):
+            return str(self._log_into_run(run_id, predictor, input_example).model_uri)
+
+    def register_challenger(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        predictor: object,
+        input_example: pl.DataFrame,
+        scores: Mapping[str, float],
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersionInfo:
+        """Log ``predictor`` into run ``run_id`` and register it as the challenger of ``name``.
+
+        The model is logged as in :meth:`log_model`. The new version carries each finite
+        score as the tag ``score.<key>`` (NaN and infinite scores are left out, so they count
+        as missing when promoting) plus ``tags``, and the alias ``challenger`` moves onto it.
+
+        Raises
+        ------
+        UsageError
+            If the name is not a valid model name, the run does not exist, the predictor
+            lacks ``feature_names`` or ``predict_proba``, or ``input_example`` lacks one of
+            its feature columns.
+        """
+        _check_name(name)
+        version_tags = {
+            f"{SCORE_TAG_PREFIX}{key}": repr(float(value))
+            for key, value in scores.items()
+            if math.isfinite(float(value))
+        }
+        version_tags.update(tags or {})
+        # MLflow resolves a ``models:/`` source through the process-wide tracking URI.
+        with _use_tracking_uri(self.uri):
+            logged = self._log_into_run(run_id, predictor, input_example)
+            self._ensure_registered_model(name)
+            version = self.client.create_model_version(
+                name,
+                source=logged.model_uri,
+                run_id=run_id,
+                tags=version_tags,
+                model_id=logged.model_id,
+            )
+        self.client.set_registered_model_alias(name, CHALLENGER, str(version.version))
+        return self._info(self.client.get_model_version(name, str(version.version)))
+
+    def _log_into_run(self, run_id: str, predictor: object, input_example: pl.DataFrame) -> Any:
+        feature_names = _check_predictor(predictor)
+        missing = [column for column in feature_names if column not in input_example.columns]
+        if missing:
+            msg = f"input example lacks the predictor's feature columns {missing}"
+            raise UsageError(msg)
+        model = ProbaModel(predictor)
+        example = input_example.select(feature_names).head(EXAMPLE_ROWS).to_pandas()
+        signature = infer_signature(example, model.predict(None, example))
+        try:
+            before = self.client.get_run(run_id).info
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise UsageError(f"no MLflow run {run_id} in {self.uri}") from None
+            raise
+        try:
+            with start_run(run_id=run_id):
+                return log_pyfunc_model(
+                    name=MODEL_NAME_IN_RUN,
+                    python_model=model,
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_requirements(predictor),
+                )
+        finally:
+            # Reopening the run marked it RUNNING and closing it FINISHED: put back what it was.
+            if before.status in _TERMINAL:
+                self.client.set_terminated(run_id, status=before.status, end_time=before.end_time)
+            else:
+                self.client.update_run(run_id, status=before.status)
+
+    def _ensure_registered_model(self, name: str) -> None:
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as again:
+                # Another process may have registered it in the meantime.
+                if again.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+
+    def _aliases(self, name: str) -> dict[str, int]:
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _not_found(exc):
+                msg = (
+                    f"no registered model {name!r} in {self.uri}; run a walk-forward first "
+                    "to register a challenger"
+                )
+                raise UsageError(msg) from None
+            raise
+        return {alias: int(version) for alias, version in model.aliases.items()}
+
+    def _info(
+        self, version: ModelVersion, aliases: Mapping[str, int] | None = None
+    ) -> ModelVersionInfo:
+        number = int(version.version)
+        known = self._aliases(version.name) if aliases is None else aliases
+        scores: dict[str, float] = {}
+        tags: dict[str, str] = {}
+        for key, value in version.tags.items():
+            if key.startswith(SCORE_TAG_PREFIX):
+                try:
+                    scores[key.removeprefix(SCORE_TAG_PREFIX)] = float(value)
+                except ValueError:
+                    tags[key] = value
+            else:
+                tags[key] = value
+        return ModelVersionInfo(
+            name=version.name,
+            version=number,
+            run_id=str(version.run_id or ""),
+            aliases=tuple(sorted(alias for alias, v in known.items() if v == number)),
+            scores=scores,
+            tags=tags,
+            created=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
+        )
+
+    def _by_alias(self, name: str, alias: str) -> ModelVersionInfo | None:
+        aliases = self._aliases(name)
+        if alias not in aliases:
+            return None
+        return self._info(self.client.get_model_version(name, str(aliases[alias])), aliases)
+
+    def promote(self, name: str, rule: PromotionRule) -> PromotionDecision:
+        """Make the challenger of ``name`` its champion if ``rule`` holds; record why.
+
+        The decision (``promoted`` or ``rejected``), the scores compared and the time go onto
+        the challenger version as tags ``promotion.decision``, ``promotion.reason`` and
+        ``promotion.at``. A challenger that is already the champion is left as it is.
+
+        Raises
+        ------
+        UsageError
+            If there is no registered model ``name`` or it has no challenger.
+        """
+        _check_name(name)
+        challenger = self._by_alias(name, CHALLENGER)
+        if challenger is None:
+            msg = (
+                f"registered model {name!r} has no {CHALLENGER}; run a walk-forward first "
+                "to register one"
+            )
+            raise UsageError(msg)
+        champion = self._by_alias(name, CHAMPION)
+        if champion is not None and champion.version == challenger.version:
+            reason = f"version {challenger.version} is already the {CHAMPION}"
+            return PromotionDecision(False, reason, challenger, champion)
+
+        promoted, reason = _judge(rule, challenger, champion)
+        if promoted:
+            self.client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
+        at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        decision_tags = {
+            "promotion.decision": "promoted" if promoted else "rejected",
+            "promotion.reason": reason,
+            "promotion.at": at,
+        }
+        for key, value in decision_tags.items():
+            self.client.set_model_version_tag(name, str(challenger.version), key, value)
+        after = self._info(self.client.get_model_version(name, str(challenger.version)))
+        return PromotionDecision(promoted, reason, after, champion)
+
+    def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]:
+        """Return the versions of model ``name`` (of every model when None), newest first."""
+        if name is not None:
+            _check_name(name)
+        query = None if name is None else f"name = '{name}'"
+        found: list[ModelVersion] = []
+        token: str | None = None
+        while True:
+            page = self.client.search_model_versions(query, page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        aliases = {model_name: self._aliases(model_name) for model_name in {v.name for v in found}}
+        infos = [self._info(version, aliases[version.name]) for version in found]
+        return sorted(infos, key=lambda i: (i.created, i.name, i.version), reverse=True)
+
+    def load_alias(self, name: str, alias: str) -> object:
+        """Return the pyfunc model that ``alias`` of ``name`` points at.
+
+        Raises
+        ------
+        UsageError
+            If the model or the alias does not exist, naming the aliases there are.
+        """
+        _check_name(name)
+        aliases = self._aliases(name)
+        if alias not in aliases:
+            known = ", ".join(sorted(aliases)) or "none"
+            raise UsageError(f"registered model {name!r} has no alias {alias!r} (has: {known})")
+        with _use_tracking_uri(self.uri):
+            uri = self.client.get_model_version_download_uri(name, str(aliases[alias]))
+            return load_model(uri)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        msg = (
+            f"model name {name!r}: use letters, digits, '_', '.' and '-', starting with a "
+            "letter or digit (e.g. EURUSD-H1-lgbm)"
+        )
+        raise UsageError(msg)

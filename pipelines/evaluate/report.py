@@ -1,0 +1,858 @@
+"""The report of a walk-forward or CPCV research job: one self-contained HTML page.
+
+The page holds, top to bottom: the headline figures (out-of-sample Sharpe and its interval,
+PSR, DSR, PBO, Newey–West, SPA, gross of costs, candidate models), a forest chart of the Sharpe
+intervals, the out-of-sample equity after and before costs with the folds' test windows shaded
+(walk-forward only: CPCV test sets overlap in time), for CPCV the distribution of the backtest
+paths' Sharpe ratios, the drawdown, a table and a chart of the folds, the feature importances
+and, when given, the leakage audit. It looks like the backtest tearsheet and, like it, embeds
+Plotly's script once and thins long series with :func:`downsample_minmax`, so it opens offline
+and stays a few megabytes for millions of bars.
+
+Every figure is read from the job's JSON summary (see
+:meth:`pipelines.evaluate.walkforward.WalkForwardResult.summary`); any of them may be missing
+or ``None`` and then shows as ``n/a``. Ratios and returns are fractions: returns and drawdowns
+are shown as percentages, ratios with two or three decimals, probabilities with three.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from pipelines.backtest.metrics import drawdown
+from pipelines.backtest.tearsheet import PAGE_STYLE, chart_layout, downsample_minmax, plotly_js
+
+TOP_FEATURES = 25
+"""Most features the importance chart shows."""
+MAX_LABELLED_FOLDS = 24
+"""Most fold windows labelled with their number on the equity chart."""
+
+_NA = "n/a"
+_WIN = "#2ca02c"
+_LOSS = "#d62728"
+_LINE = "#1f77b4"
+_GROSS = "#7f7f7f"
+_CANDIDATE = "#9467bd"
+_SHADES = ("#1f77b4", "#ff7f0e")
+_CHART_HEIGHT = 380
+
+_STYLE = (
+    PAGE_STYLE
+    + """
+p.meta { color: #555; margin: 2px 0 0; }
+p.headline { font-size: 1.05em; margin: 8px 0 16px; }
+p.headline span.figure { font-size: 2.1em; font-weight: 700; margin-right: 6px; }
+h3 { font-size: 1em; margin: 20px 0 6px; color: #444; }
+div.scroll { overflow-x: auto; }
+table.data { border-collapse: collapse; width: 100%; font-size: 0.88em; }
+table.data th, table.data td { padding: 3px 8px; border-bottom: 1px solid #eee;
+                               text-align: right; font-variant-numeric: tabular-nums;
+                               white-space: nowrap; }
+table.data th { color: #555; border-bottom: 1px solid #ccc; }
+table.data th.text, table.data td.text { text-align: left; }
+table.data td.params { text-align: left; white-space: normal; font-family: ui-monospace,
+                       monospace; font-size: 0.95em; min-width: 180px; }
+table.data tr.pass td.verdict, p.verdict.pass { color: #2ca02c; font-weight: 700; }
+table.data tr.fail td.verdict, p.verdict.fail { color: #d62728; font-weight: 700; }
+table.data tr.fail { background: #fdf0f0; }
+p.note { color: #777; font-style: italic; }
+"""
+)
+
+
+def walkforward_report_html(
+    summary: Mapping[str, Any],
+    *,
+    ts: np.ndarray,
+    equity: np.ndarray,
+    gross_returns: np.ndarray,
+    initial_cash: float,
+    importance: Mapping[str, float],
+    title: str,
+    subtitle: str = "",
+    audit: Mapping[str, Any] | None = None,
+) -> str:
+    """Return the report of a walk-forward or CPCV job as one self-contained HTML page.
+
+    Parameters
+    ----------
+    summary
+        The job's JSON summary: ``scheme``, ``oos`` (the out-of-sample statistics), ``folds``,
+        ``trials``, ``pbo`` and, for CPCV, ``paths`` (annualized Sharpe per backtest path).
+    ts
+        Out-of-sample bar timestamps (integer nanoseconds or ``datetime64``, UTC), one per
+        ``equity`` value.
+    equity
+        Out-of-sample account value after costs at each bar, starting from ``initial_cash``.
+    gross_returns
+        Out-of-sample per-bar returns before costs, one per bar; the gross equity drawn is
+        ``initial_cash · cumprod(1 + gross_returns)``.
+    initial_cash
+        Account value before the first out-of-sample bar (the drawdown's first peak).
+    importance
+        Feature name to normalized importance, largest first; the top
+        :data:`TOP_FEATURES` are drawn.
+    title, subtitle
+        The page's heading and the line under it (plain text; escaped here).
+    audit
+        Optional leakage audit (``passed`` and ``controls``, see
+        :meth:`pipelines.evaluate.audit.AuditResult.as_dict`), shown in its own section.
+
+    Returns
+    -------
+    str
+        The HTML page, with Plotly's script embedded once.
+    """
+    figures = walkforward_figures(
+        summary,
+        ts=ts,
+        equity=equity,
+        gross_returns=gross_returns,
+        initial_cash=initial_cash,
+        importance=importance,
+    )
+    sections = [
+        ("Headline", _headline(summary)),
+        ("Sharpe interval", _div(figures["sharpe_interval"], "sharpe-interval")),
+        ("Equity (out of sample)", _div(figures["equity"], "equity")),
+    ]
+    if "paths" in figures:
+        sections.append(("Backtest paths", _div(figures["paths"], "paths")))
+    sections += [
+        ("Drawdown", _div(figures["drawdown"], "drawdown")),
+        ("Folds", _fold_table(summary) + "\n" + _div(figures["fold_sharpe"], "fold-sharpe")),
+        ("Feature importance", _importance_block(figures)),
+    ]
+    if audit is not None:
+        sections.append(("Leakage audit", _audit_block(audit)))
+    return _page(title, subtitle, sections, meta=_meta_line(summary))
+
+
+def walkforward_figures(
+    summary: Mapping[str, Any],
+    *,
+    ts: np.ndarray,
+    equity: np.ndarray,
+    gross_returns: np.ndarray,
+    initial_cash: float,
+    importance: Mapping[str, float],
+) -> dict[str, go.Figure]:
+    """Return the report's charts by name, line series thinned by :func:`downsample_minmax`.
+
+    The names are ``sharpe_interval``, ``equity``, ``drawdown``, ``fold_sharpe``, then
+    ``importance`` when there are importances and ``paths`` for a CPCV job with path Sharpe
+    ratios; the parameters are those of :func:`walkforward_report_html`.
+    """
+    times, values, gross = _series(ts, equity, gross_returns, initial_cash)
+    figures = {
+        "sharpe_interval": _interval_figure(summary),
+        "equity": _equity_figure(summary, times, values, gross, initial_cash),
+        "drawdown": _drawdown_figure(times, values, initial_cash),
+        "fold_sharpe": _fold_sharpe_figure(summary),
+    }
+    if importance:
+        figures["importance"] = _importance_figure(importance)
+    if _is_cpcv(summary) and summary.get("paths") is not None:
+        figures["paths"] = _paths_figure(summary["paths"])
+    return figures
+
+
+def equity_figure_html(
+    summary: Mapping[str, Any],
+    *,
+    ts: np.ndarray,
+    equity: np.ndarray,
+    initial_cash: float,
+    gross_returns: np.ndarray | None = None,
+    title: str = "Out-of-sample equity",
+    subtitle: str = "",
+) -> str:
+    """Return a standalone HTML page of the out-of-sample equity and drawdown charts.
+
+    Parameters
+    ----------
+    summary
+        The job's JSON summary; only ``scheme`` and ``folds`` are read, to shade the folds'
+        test windows (an empty mapping draws no windows).
+    ts, equity, initial_cash
+        As for :func:`walkforward_report_html`.
+    gross_returns
+        Optional per-bar returns before costs; when given the gross equity is drawn too.
+    title, subtitle
+        The page's heading and the line under it (plain text; escaped here).
+
+    Returns
+    -------
+    str
+        The HTML page, with Plotly's script embedded once.
+    """
+    times, values, gross = _series(ts, equity, gross_returns, initial_cash)
+    sections = [
+        ("Equity", _div(_equity_figure(summary, times, values, gross, initial_cash), "equity")),
+        ("Drawdown", _div(_drawdown_figure(times, values, initial_cash), "drawdown")),
+    ]
+    return _page(title, subtitle, sections)
+
+
+def importance_figure_html(
+    importance: Mapping[str, float],
+    *,
+    title: str = "Feature importance",
+    subtitle: str = "",
+    top: int = TOP_FEATURES,
+) -> str:
+    """Return a standalone HTML page of the bar chart of the ``top`` feature importances.
+
+    Parameters
+    ----------
+    importance
+        Feature name to normalized importance, largest first; empty gives a page saying so.
+    title, subtitle
+        The page's heading and the line under it (plain text; escaped here).
+    top
+        Most features drawn (at least 1).
+
+    Returns
+    -------
+    str
+        The HTML page, with Plotly's script embedded once.
+    """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    figures = {"importance": _importance_figure(importance, top)} if importance else {}
+    return _page(title, subtitle, [("Feature importance", _importance_block(figures))])
+
+
+# --- reading the summary -------------------------------------------------------------------
+
+
+def _get(mapping: object, *keys: str) -> Any:
+    value: Any = mapping
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _real(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _pair(value: object) -> tuple[float | None, float | None]:
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        return _real(value[0]), _real(value[1])
+    return None, None
+
+
+def _folds(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    folds = summary.get("folds")
+    if not isinstance(folds, Sequence) or isinstance(folds, str):
+        return []
+    return [fold for fold in folds if isinstance(fold, Mapping)]
+
+
+def _is_cpcv(summary: Mapping[str, Any]) -> bool:
+    return summary.get("scheme") == "cpcv"
+
+
+def _instant(value: object) -> datetime | None:
+    # Naive UTC, to sit on the same axis as the datetime64 bar times.
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def _ratio(value: object, digits: int = 2) -> str:
+    number = _real(value)
+    return _NA if number is None else f"{number:,.{digits}f}"
+
+
+def _pct(value: object) -> str:
+    number = _real(value)
+    return _NA if number is None else f"{number * 100:.2f}%"
+
+
+def _prob(value: object) -> str:
+    return _ratio(value, 3)
+
+
+def _count(value: object) -> str:
+    number = _real(value)
+    return _NA if number is None else f"{round(number):,}"
+
+
+def _interval(value: object, digits: int = 2) -> str:
+    low, high = _pair(value)
+    if low is None and high is None:
+        return _NA
+    return f"[{_ratio(low, digits)}, {_ratio(high, digits)}]"
+
+
+def _level(value: object) -> str:
+    number = _real(value)
+    return "" if number is None else f"{number * 100:g}% "
+
+
+def _moment(value: object) -> str:
+    moment = _instant(value)
+    if moment is None:
+        return _NA if value is None else str(value)
+    if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _span(start: object, end: object) -> str:
+    return f"{_moment(start)} → {_moment(end)}"
+
+
+def _param(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _params(value: object) -> str:
+    if value is None:
+        return _NA
+    if isinstance(value, Mapping):
+        if not value:
+            return "defaults"
+        return ", ".join(f"{key}={_param(item)}" for key, item in value.items())
+    return str(value)
+
+
+def _names(value: object) -> str:
+    if isinstance(value, Sequence) and not isinstance(value, str) and value:
+        return ", ".join(str(name) for name in value)
+    return _NA
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+
+def _page(title: str, subtitle: str, sections: list[tuple[str, str]], meta: str = "") -> str:
+    heading = f"<h1>{html.escape(title)}</h1>"
+    if subtitle:
+        heading += f'\n<p class="subtitle">{html.escape(subtitle)}</p>'
+    if meta:
+        heading += f'\n<p class="meta">{html.escape(meta)}</p>'
+    body = "\n".join(f"<section><h2>{name}</h2>\n{content}</section>" for name, content in sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n"
+        '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
+        f'<script type="text/javascript">{plotly_js()}</script>\n'
+        f"</head>\n<body>\n{heading}\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _div(figure: go.Figure, name: str) -> str:
+    height = figure.layout.height or _CHART_HEIGHT
+    return pio.to_html(
+        figure,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=f"walkforward-{name}",
+        default_height=f"{height}px",
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def _table(
+    header: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[tuple[str, str]]],
+    *,
+    row_classes: Sequence[str] = (),
+    table_class: str = "data",
+) -> str:
+    # Cells are (plain text, css class); the text is escaped here.
+    head = "".join(
+        f'<th class="{css}">{html.escape(text)}</th>' if css else f"<th>{html.escape(text)}</th>"
+        for text, css in header
+    )
+    lines = []
+    for i, row in enumerate(rows):
+        cells = "".join(
+            f'<td class="{css}">{html.escape(text)}</td>'
+            if css
+            else f"<td>{html.escape(text)}</td>"
+            for text, css in row
+        )
+        css = row_classes[i] if i < len(row_classes) else ""
+        lines.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
+    return (
+        f'<div class="scroll"><table class="{table_class}">\n<thead><tr>{head}</tr></thead>\n'
+        "<tbody>\n" + "\n".join(lines) + "\n</tbody></table></div>"
+    )
+
+
+def _meta_line(summary: Mapping[str, Any]) -> str:
+    parts = []
+    if summary.get("scheme") is not None:
+        parts.append(f"scheme {summary['scheme']}")
+    if summary.get("model") is not None:
+        parts.append(f"model {summary['model']}")
+    folds = _folds(summary)
+    if folds:
+        parts.append(f"{len(folds)} {'splits' if _is_cpcv(summary) else 'folds'}")
+    start, end = _get(summary, "oos", "start"), _get(summary, "oos", "end")
+    if start is not None or end is not None:
+        parts.append(f"out of sample {_span(start, end)}")
+    return " · ".join(parts)
+
+
+def _headline(summary: Mapping[str, Any]) -> str:
+    oos = _get(summary, "oos")
+    level = _level(_get(oos, "ci_level"))
+    lead = (
+        f'<p class="headline"><span class="figure">{html.escape(_ratio(_get(oos, "sharpe")))}'
+        "</span> out-of-sample Sharpe (annualized, after costs), "
+        f"{html.escape(level)}interval {html.escape(_interval(_get(oos, 'sharpe_ci')))}; "
+        f"gross of costs {html.escape(_ratio(_get(oos, 'gross', 'sharpe')))} "
+        f"{html.escape(_interval(_get(oos, 'gross', 'sharpe_ci')))}</p>"
+    )
+    track = _count(_get(oos, "min_track_record_bars"))
+    cells = [
+        ("Sharpe (ann., after costs)", _ratio(_get(oos, "sharpe"))),
+        (f"Sharpe {level}interval", _interval(_get(oos, "sharpe_ci"))),
+        ("PSR", _prob(_get(oos, "psr"))),
+        ("DSR", _prob(_get(oos, "dsr"))),
+        ("Total return", _pct(_get(oos, "total_return"))),
+        ("Max drawdown", _pct(_get(oos, "max_drawdown"))),
+        ("Hit rate", _pct(_get(oos, "hit_rate"))),
+        ("Trades", _count(_get(oos, "n_trades"))),
+        ("Trials (total)", _count(_get(summary, "trials", "total"))),
+        ("PBO", _prob(summary.get("pbo"))),
+        ("Newey–West t", _ratio(_get(oos, "newey_west_t"))),
+        ("Newey–West p", _prob(_get(oos, "newey_west_p"))),
+        ("Min track record", track if track == _NA else f"{track} bars"),
+        ("SPA p vs flat", _prob(_get(oos, "spa", "vs_flat_p"))),
+        ("SPA p vs buy and hold", _prob(_get(oos, "spa", "vs_buy_and_hold_p"))),
+        ("SPA p, models vs flat", _prob(_get(oos, "spa", "models_vs_flat_p"))),
+        ("Sharpe gross of costs", _ratio(_get(oos, "gross", "sharpe"))),
+        (f"Gross {level}interval", _interval(_get(oos, "gross", "sharpe_ci"))),
+        ("Total return gross", _pct(_get(oos, "gross", "total_return"))),
+        ("SPA models", _names(_get(oos, "spa", "models"))),
+    ]
+    return lead + "\n" + _cells_table(cells) + "\n" + _candidates_block(summary)
+
+
+def _cells_table(cells: Sequence[tuple[str, str]], per_row: int = 4) -> str:
+    rows = []
+    for i in range(0, len(cells), per_row):
+        tds = "".join(
+            f'<td class="label">{html.escape(label)}</td><td class="value">{html.escape(value)}</td>'
+            for label, value in cells[i : i + per_row]
+        )
+        rows.append(f"<tr>{tds}</tr>")
+    return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
+
+
+def _candidates_block(summary: Mapping[str, Any]) -> str:
+    candidates = _get(summary, "oos", "candidates")
+    heading = "<h3>Candidate models (Sharpe, annualized, after costs)</h3>\n"
+    if not isinstance(candidates, Mapping) or not candidates:
+        return heading + '<p class="note">no candidate models</p>'
+    rows = [[(str(name), "text"), (_ratio(value), "")] for name, value in candidates.items()]
+    return heading + _table([("Model", "text"), ("Sharpe", "")], rows)
+
+
+_FOLD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Fold", ""),
+    ("Train", "text"),
+    ("Test", "text"),
+    ("Train rows", ""),
+    ("Test rows", ""),
+    ("Trials", ""),
+    ("Sharpe", ""),
+    ("Return", ""),
+    ("AUC", ""),
+    ("Log-loss", ""),
+    ("Accuracy", ""),
+    ("Brier", ""),
+    ("ECE", ""),
+    ("PBO", ""),
+    ("Best params", "text"),
+)
+
+
+def _fold_table(summary: Mapping[str, Any]) -> str:
+    folds = _folds(summary)
+    if not folds:
+        return '<p class="note">no folds</p>'
+    groups = any(fold.get("test_groups") for fold in folds)
+    header = list(_FOLD_COLUMNS)
+    if groups:
+        header.insert(1, ("Test groups", "text"))
+    rows = []
+    for fold in folds:
+        row = [
+            (_NA if fold.get("fold") is None else str(fold["fold"]), ""),
+            (_span(fold.get("train_start"), fold.get("train_end")), "text"),
+            (_span(fold.get("test_start"), fold.get("test_end")), "text"),
+            (_count(fold.get("train_rows")), ""),
+            (_count(fold.get("test_rows")), ""),
+            (_count(fold.get("n_trials")), ""),
+            (_ratio(fold.get("sharpe")), ""),
+            (_pct(fold.get("total_return")), ""),
+            (_prob(fold.get("auc")), ""),
+            (_prob(fold.get("logloss")), ""),
+            (_prob(fold.get("accuracy")), ""),
+            (_prob(fold.get("brier")), ""),
+            (_prob(fold.get("ece")), ""),
+            (_prob(fold.get("pbo")), ""),
+            (_params(fold.get("params")), "params"),
+        ]
+        if groups:
+            row.insert(1, (_names(fold.get("test_groups")), "text"))
+        rows.append(row)
+    return _table(header, rows, table_class="data folds")
+
+
+def _importance_block(figures: Mapping[str, go.Figure]) -> str:
+    if "importance" not in figures:
+        return '<p class="note">no importances</p>'
+    return _div(figures["importance"], "importance")
+
+
+def _audit_block(audit: Mapping[str, Any]) -> str:
+    passed = audit.get("passed")
+    verdict, css = ("passed", "pass") if passed is True else ("failed", "fail")
+    if not isinstance(passed, bool):
+        verdict, css = _NA, ""
+    banner = (
+        f'<p class="verdict {css}">Leakage audit {verdict}: on data with no edge the pipeline '
+        "must find none (gross 99% Sharpe interval holds 0, after-cost lower bound ≤ 0).</p>"
+    )
+    controls = audit.get("controls")
+    if not isinstance(controls, Sequence) or isinstance(controls, str) or not controls:
+        return banner + '\n<p class="note">no controls</p>'
+    header = [
+        ("Control", "text"),
+        ("Verdict", "text"),
+        ("Gross Sharpe", ""),
+        ("Gross 99% interval", ""),
+        ("After-cost Sharpe", ""),
+        ("After-cost 99% interval", ""),
+        ("Reason", "text"),
+    ]
+    rows, classes = [], []
+    for control in controls:
+        if not isinstance(control, Mapping):
+            continue
+        ok = control.get("passed")
+        classes.append("pass" if ok is True else "fail" if ok is False else "")
+        rows.append(
+            [
+                (_NA if control.get("control") is None else str(control["control"]), "text"),
+                ("passed" if ok is True else "failed" if ok is False else _NA, "verdict"),
+                (_ratio(control.get("gross_sharpe")), ""),
+                (_interval(control.get("gross_sharpe_ci_99")), ""),
+                (_ratio(control.get("net_sharpe")), ""),
+                (_interval(control.get("net_sharpe_ci_99")), ""),
+                (_NA if control.get("reason") is None else str(control["reason"]), "text"),
+            ]
+        )
+    return banner + "\n" + _table(header, rows, row_classes=classes, table_class="data audit")
+
+
+# --- charts --------------------------------------------------------------------------------
+
+
+def _series(
+    ts: np.ndarray, equity: np.ndarray, gross_returns: np.ndarray | None, initial_cash: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    stamps = np.asarray(ts)
+    if stamps.dtype.kind in "iu":
+        stamps = stamps.astype("datetime64[ns]")
+    times = stamps.astype("datetime64[ms]")
+    values = np.asarray(equity, dtype=np.float64)
+    if len(times) != len(values):
+        msg = f"ts has {len(times)} values but equity has {len(values)}: give one time per bar"
+        raise ValueError(msg)
+    if gross_returns is None:
+        return times, values, None
+    gross = np.asarray(gross_returns, dtype=np.float64)
+    if len(gross) != len(values):
+        msg = (
+            f"gross_returns has {len(gross)} values but equity has {len(values)}: "
+            "give one gross return per bar"
+        )
+        raise ValueError(msg)
+    return times, values, initial_cash * np.cumprod(1.0 + gross)
+
+
+def _note(figure: go.Figure, text: str) -> None:
+    figure.add_annotation(
+        text=html.escape(text),
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        font={"size": 16},
+    )
+
+
+def _closest(figure: go.Figure) -> go.Figure:
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def _interval_figure(summary: Mapping[str, Any]) -> go.Figure:
+    oos = _get(summary, "oos")
+    level = _level(_get(oos, "ci_level"))
+    rows = [
+        ("after costs", _real(_get(oos, "sharpe")), _pair(_get(oos, "sharpe_ci")), _LINE),
+        (
+            "gross of costs",
+            _real(_get(oos, "gross", "sharpe")),
+            _pair(_get(oos, "gross", "sharpe_ci")),
+            _GROSS,
+        ),
+    ]
+    candidates = _get(oos, "candidates")
+    if isinstance(candidates, Mapping):
+        rows += [
+            (f"candidate: {name}", _real(value), (None, None), _CANDIDATE)
+            for name, value in candidates.items()
+        ]
+    figure = go.Figure()
+    labels = [html.escape(label) for label, *_ in rows]
+    for label, (_, estimate, (low, high), colour) in zip(labels, rows, strict=True):
+        if low is not None and high is not None:
+            figure.add_trace(
+                go.Scatter(
+                    x=[low, high],
+                    y=[label, label],
+                    mode="lines+markers",
+                    line={"color": colour, "width": 3},
+                    marker={"symbol": "line-ns-open", "size": 14, "color": colour},
+                    name=label,
+                    showlegend=False,
+                    hovertemplate=f"{level}interval %{{x:.2f}}",
+                )
+            )
+        if estimate is not None:
+            figure.add_trace(
+                go.Scatter(
+                    x=[estimate],
+                    y=[label],
+                    mode="markers",
+                    marker={"color": colour, "size": 12, "symbol": "diamond"},
+                    name=label,
+                    showlegend=False,
+                    hovertemplate="Sharpe %{x:.2f}",
+                )
+            )
+    figure.add_vline(x=0.0, line={"color": "#444", "width": 1, "dash": "dash"})
+    figure.update_yaxes(
+        type="category", categoryorder="array", categoryarray=labels[::-1], automargin=True
+    )
+    figure.update_layout(
+        title_text=f"Out-of-sample Sharpe (annualized) with its {level}bootstrap interval"
+    )
+    figure = _closest(chart_layout(figure, y_title="", x_title="Sharpe ratio (annualized)"))
+    figure.update_layout(height=max(220, 120 + 40 * len(rows)))
+    return figure
+
+
+def _test_windows(summary: Mapping[str, Any]) -> list[tuple[str, datetime, datetime]]:
+    if _is_cpcv(summary):
+        return []
+    windows = []
+    for fold in _folds(summary):
+        start, end = _instant(fold.get("test_start")), _instant(fold.get("test_end"))
+        if start is not None and end is not None:
+            windows.append((str(fold.get("fold", "")), start, end))
+    return windows
+
+
+def _equity_figure(
+    summary: Mapping[str, Any],
+    times: np.ndarray,
+    values: np.ndarray,
+    gross: np.ndarray | None,
+    initial_cash: float,
+) -> go.Figure:
+    figure = go.Figure()
+    x, y = downsample_minmax(times, values)
+    figure.add_trace(go.Scatter(x=x, y=y, name="after costs", line={"color": _LINE, "width": 1.5}))
+    if gross is not None:
+        gx, gy = downsample_minmax(times, gross)
+        figure.add_trace(
+            go.Scatter(
+                x=gx,
+                y=gy,
+                name="gross of costs",
+                line={"color": _GROSS, "width": 1, "dash": "dot"},
+            )
+        )
+    figure.add_hline(y=initial_cash, line={"color": "#bbb", "width": 1})
+    windows = _test_windows(summary)
+    for i, (fold, start, end) in enumerate(windows):
+        label = html.escape(fold) if len(windows) <= MAX_LABELLED_FOLDS else None
+        figure.add_vrect(
+            x0=start,
+            x1=end,
+            fillcolor=_SHADES[i % 2],
+            opacity=0.07,
+            line_width=0,
+            layer="below",
+            annotation_text=label,
+            annotation_position="top left",
+            annotation_font={"size": 10, "color": "#888"},
+        )
+    if not len(values):
+        _note(figure, "no out-of-sample bars")
+    shaded = " · shaded: the folds' test windows" if windows else ""
+    figure.update_layout(title_text=f"Out-of-sample equity (account currency){shaded}")
+    return chart_layout(figure, y_title="equity")
+
+
+def _drawdown_figure(times: np.ndarray, values: np.ndarray, initial_cash: float) -> go.Figure:
+    under = drawdown(values, initial_cash=initial_cash) * 100.0
+    x, y = downsample_minmax(times, under)
+    figure = go.Figure(
+        go.Scatter(
+            x=x,
+            y=y,
+            name="drawdown",
+            fill="tozeroy",
+            line={"color": _LOSS, "width": 1},
+            hovertemplate="%{y:.2f}%",
+        )
+    )
+    finite = under[np.isfinite(under)]
+    if finite.size:
+        figure.update_layout(title_text=f"Drawdown (underwater) · max {finite.min():.2f}%")
+    else:
+        figure.update_layout(title_text="Drawdown (underwater)")
+        _note(figure, "no out-of-sample bars")
+    return chart_layout(figure, y_title="drawdown (%)")
+
+
+def _fold_sharpe_figure(summary: Mapping[str, Any]) -> go.Figure:
+    folds = _folds(summary)
+    figure = go.Figure()
+    if folds:
+        labels = [html.escape(f"fold {fold.get('fold', i)}") for i, fold in enumerate(folds)]
+        sharpes = [_real(fold.get("sharpe")) for fold in folds]
+        returns = [_pct(fold.get("total_return")) for fold in folds]
+        colours = [_LOSS if s is not None and s < 0 else _WIN for s in sharpes]
+        figure.add_trace(
+            go.Bar(
+                x=labels,
+                y=sharpes,
+                marker={"color": colours},
+                customdata=returns,
+                hovertemplate="%{x}: Sharpe %{y:.2f}, return %{customdata}<extra></extra>",
+                showlegend=False,
+            )
+        )
+        figure.update_xaxes(type="category")
+        missing = sum(s is None for s in sharpes)
+        if missing:
+            figure.add_annotation(
+                text=f"{missing} fold(s) without a Sharpe ratio (n/a)",
+                showarrow=False,
+                xref="paper",
+                yref="paper",
+                x=1.0,
+                y=1.0,
+                xanchor="right",
+                font={"size": 11, "color": "#888"},
+            )
+    else:
+        _note(figure, "no folds")
+    figure.add_hline(y=0.0, line={"color": "#444", "width": 1})
+    figure.update_layout(title_text="Sharpe ratio per fold (annualized, out of sample)")
+    return _closest(chart_layout(figure, y_title="Sharpe ratio"))
+
+
+def _paths_figure(paths: object) -> go.Figure:
+    raw = list(paths) if isinstance(paths, Sequence) and not isinstance(paths, str) else []
+    sharpes = np.array([s for s in (_real(v) for v in raw) if s is not None], dtype=np.float64)
+    missing = len(raw) - sharpes.size
+    figure = go.Figure()
+    title = f"Sharpe ratio of the {len(raw)} backtest paths (annualized, after costs)"
+    if sharpes.size:
+        figure.add_trace(
+            go.Histogram(
+                x=sharpes,
+                nbinsx=int(min(40, max(5, sharpes.size))),
+                marker={"color": _LINE},
+                opacity=0.75,
+                name="paths",
+                hovertemplate="Sharpe %{x}: %{y} paths<extra></extra>",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=sharpes,
+                y=np.zeros(sharpes.size),
+                mode="markers",
+                name="each path",
+                marker={"symbol": "line-ns-open", "size": 12, "color": "#333"},
+                hovertemplate="Sharpe %{x:.2f}<extra></extra>",
+            )
+        )
+        median = float(np.median(sharpes))
+        figure.add_vline(x=median, line={"color": _LINE, "width": 1, "dash": "dot"})
+        title += f" · median {median:.2f}, {np.mean(sharpes > 0) * 100:.0f}% above 0"
+    else:
+        _note(figure, "no path with a Sharpe ratio")
+    if missing:
+        title += f" · {missing} n/a"
+    figure.add_vline(x=0.0, line={"color": "#444", "width": 1, "dash": "dash"})
+    figure.update_layout(title_text=title, bargap=0.05)
+    return _closest(chart_layout(figure, y_title="paths", x_title="Sharpe ratio (annualized)"))
+
+
+def _importance_figure(importance: Mapping[str, float], top: int = TOP_FEATURES) -> go.Figure:
+    def key(item: tuple[str, float]) -> float:
+        value = _real(item[1])
+        return -math.inf if value is None else value
+
+    chosen = sorted(importance.items(), key=key, reverse=True)[:top]
+    names = [html.escape(str(name)) for name, _ in chosen]
+    values = [_real(value) for _, value in chosen]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker={"color": _LINE},
+            hovertemplate="%{y}: %{x:.4f}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    shown = f"top {len(chosen)} of {len(importance)}" if len(importance) > top else "all"
+    figure.update_layout(title_text=f"Feature importance ({shown}, normalized)")
+    figure = _closest(chart_layout(figure, y_title="", x_title="importance (share)"))
+    figure.update_yaxes(autorange="reversed", automargin=True, type="category")
+    figure.update_layout(height=max(_CHART_HEIGHT, 100 + 22 * len(chosen)))
+    return figure

@@ -1,0 +1,116 @@
+"""Research settings: the model, its tuning, the splits, the trading rule and the costs.
+
+Parsed once at the edge (command line, ``params.yaml``) into frozen models; nothing inward sees
+a raw dictionary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipelines.backtest.config import BacktestConfig
+
+Scheme = Literal["rolling", "anchored", "cpcv"]
+Objective = Literal["logloss", "sharpe"]
+
+
+class SplitConfig(BaseModel):
+    """How the rows are cut into training and test windows.
+
+    ``rolling`` and ``anchored`` are walk-forward schemes with ``folds`` test windows at the end
+    of the data; ``cpcv`` is combinatorial purged cross-validation with ``groups`` groups, of
+    which ``test_groups`` are tested per split. ``embargo_bars`` rows after each test window
+    are kept out of training (None: the label's longest holding period).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scheme: Scheme = "rolling"
+    folds: int = Field(default=5, ge=1, le=200)
+    train_bars: int | None = Field(default=None, ge=100)
+    test_bars: int | None = Field(default=None, ge=20)
+    groups: int = Field(default=6, ge=2, le=30)
+    test_groups: int = Field(default=2, ge=1)
+    embargo_bars: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _groups(self) -> SplitConfig:
+        if self.test_groups >= self.groups:
+            raise ValueError(
+                f"test_groups ({self.test_groups}) must be below groups ({self.groups})"
+            )
+        return self
+
+
+class TuningConfig(BaseModel):
+    """Optuna inside each training window: TPE, median pruning, inner purged folds.
+
+    ``objective`` is the inner folds' weighted log-loss (minimized) or the trading rule's
+    per-bar Sharpe ratio after costs on the inner validation blocks (maximized). With
+    ``trials`` 0 the learner keeps its default parameters.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trials: int = Field(default=20, ge=0, le=10_000)
+    objective: Objective = "logloss"
+    inner_folds: int = Field(default=3, ge=2, le=10)
+    pruning: bool = True
+    workers_per_study: int = Field(default=1, ge=1, le=64)
+
+
+class RuleConfig(BaseModel):
+    """The trading rule on P(up): long above ``upper``, short (or flat) below ``lower``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upper: float = Field(default=0.55, ge=0.5, le=1.0)
+    lower: float = Field(default=0.45, ge=0.0, le=0.5)
+    allow_short: bool = True
+
+
+class RegimeConfig(BaseModel):
+    """A regime detector fitted on each training window, used as a feature and optionally a gate.
+
+    ``columns`` name the features it is fitted on (volatility first: regime 0 is the calmest);
+    ``allowed`` lists the regimes the model may trade in (None: all); ``per_regime`` fits one
+    model per regime.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    columns: tuple[str, ...] = ("realized_vol_20", "log_return_20")
+    n_regimes: int = Field(default=2, ge=2, le=6)
+    allowed: tuple[int, ...] | None = None
+    per_regime: bool = False
+
+
+class StatsConfig(BaseModel):
+    """How the out-of-sample statistics are computed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    n_boot: int = Field(default=1000, ge=100, le=100_000)
+    pbo_splits: int = Field(default=8, ge=2, le=16)
+    candidates: tuple[str, ...] = ("logistic",)
+
+
+class WalkForwardConfig(BaseModel):
+    """One research job: learner, tuning, splits, rule, costs, statistics and resources."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = "lightgbm"
+    params: dict[str, Any] = {}
+    split: SplitConfig = SplitConfig()
+    tuning: TuningConfig = TuningConfig()
+    rule: RuleConfig = RuleConfig()
+    regime: RegimeConfig | None = None
+    backtest: BacktestConfig = BacktestConfig()
+    stats: StatsConfig = StatsConfig()
+    seed: int = 0
+    threads: int = Field(default=2, ge=1, le=256)
+    jobs: int = Field(default=1, ge=1, le=256)
