@@ -84,6 +84,7 @@ def research_config(
     threads: int,
     seed: int,
     n_boot: int,
+    trial_workers: int = 1,
 ) -> WalkForwardConfig:
     """Build and check a research configuration from command-line values."""
     from pydantic import ValidationError
@@ -130,7 +131,11 @@ def research_config(
                 train_bars=train_bars,
                 test_bars=test_bars,
             ),
-            tuning=TuningConfig(trials=trials, objective=objective),  # type: ignore[arg-type]
+            tuning=TuningConfig(
+                trials=trials,
+                objective=objective,  # type: ignore[arg-type]
+                workers_per_study=trial_workers,
+            ),
             rule=RuleConfig(upper=upper, lower=lower, allow_short=not long_only),
             regime=RegimeConfig(allowed=allowed) if (regime or allowed is not None) else None,
             backtest=backtest,
@@ -252,6 +257,10 @@ def register(app: typer.Typer) -> None:
         date_from: Annotated[str | None, typer.Option("--from", help="ISO date.")] = None,
         date_to: Annotated[str | None, typer.Option("--to", help="ISO date.")] = None,
         jobs: JobsOpt = 1,
+        trial_workers: Annotated[
+            int,
+            typer.Option(help="Workers sharing each window's Optuna study (shared storage)."),
+        ] = 1,
         threads: ThreadsOpt = 2,
         seed: SeedOpt = 0,
         n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
@@ -274,7 +283,7 @@ def register(app: typer.Typer) -> None:
             train_bars=train_bars, test_bars=test_bars, upper=upper, lower=lower,
             long_only=long_only, regime=regime, regime_gate=regime_gate, spread=spread,
             fees=fees, commission=commission, slippage=slippage, jobs=jobs, threads=threads,
-            seed=seed, n_boot=n_boot,
+            seed=seed, n_boot=n_boot, trial_workers=trial_workers,
         )  # fmt: skip
         settings = _settings()
         start, end = _parse_utc(date_from, "--from"), _parse_utc(date_to, "--to")

@@ -17,6 +17,7 @@ call and then restored), so one process should not call a registry from several 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import math
 import os
 import re
@@ -49,6 +50,10 @@ from mlflow.pyfunc import log_model as log_pyfunc_model
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from mlflow.tracking.fluent import start_run
+
+# MLflow narrates model logging at INFO/WARNING (environment files, pickling advice); the
+# commands keep stderr for their own progress, so only its errors get through.
+logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"

@@ -140,8 +140,8 @@ def research_data(table: FeatureTable, bars: pl.DataFrame) -> ResearchData:
     """Return the usable rows of a feature table: past every warm-up, label settled.
 
     Leading rows are dropped up to the latest ``required_from`` of the feature columns, and
-    every row whose label is still unknown (the last bars of the data) after that. Features
-    that stay null in a row become NaN.
+    the tail from the first row whose label is still unknown (the last bars of the data).
+    Features that stay null in a row become NaN.
 
     Raises
     ------
@@ -157,9 +157,12 @@ def research_data(table: FeatureTable, bars: pl.DataFrame) -> ResearchData:
     if not names:
         raise UsageError("the feature table has no feature columns")
     warm = max((c.required_from for c in table.columns if c.role != "label"), default=0)
-    keep = (pl.int_range(pl.len()) >= warm) & pl.col("label").is_not_null()
-    chosen = frame.with_columns(_keep=keep).with_row_index("_row")
-    chosen = chosen.filter(pl.col("_keep"))
+    # Labels settle in time order except near the end of the data, where a later row's
+    # barrier may already be hit while an earlier row's is not: stop at the first unsettled.
+    unsettled = frame["label"].is_null().to_numpy().copy()
+    unsettled[:warm] = False
+    stop = int(np.argmax(unsettled)) if unsettled.any() else frame.height
+    chosen = frame.with_row_index("_row")[warm:stop]
     if chosen.height < 200:
         msg = (
             f"only {chosen.height} rows have every feature warmed up and a settled label "
@@ -167,9 +170,6 @@ def research_data(table: FeatureTable, bars: pl.DataFrame) -> ResearchData:
         )
         raise UsageError(msg)
     rows = chosen["_row"].to_numpy()
-    if rows[-1] - rows[0] + 1 != rows.shape[0]:
-        # Labels are settled for every row but the last ones, so the usable rows are one run.
-        raise UsageError("usable rows are not contiguous: a label is missing inside the data")
     X = chosen.select(pl.col(n).cast(pl.Float64) for n in names).to_numpy()
     X = np.ascontiguousarray(np.where(np.isfinite(X), X, np.nan), dtype=np.float64)
     log_return = chosen["label_log_return"].cast(pl.Float64).to_numpy()
