@@ -95,7 +95,7 @@ test: lint ## Lint, then run the test suite
 # --- running ---------------------------------------------------------------
 
 .PHONY: demo
-demo: install ## Ingest the EURUSD H1 sample, build its features, sweep and backtest a strategy
+demo: install ## Sample: ingest, features, sweep, backtest, then a tuned, audited walk-forward
 	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
 	$(BIN)/solodesk data list
 	$(BIN)/solodesk data quarantine
@@ -110,16 +110,31 @@ demo: install ## Ingest the EURUSD H1 sample, build its features, sweep and back
 	$(BIN)/solodesk strategies
 	$(BIN)/solodesk sweep --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=5:50:5 --param slow=20:200:20 --param allow_short=false --spread 1.0 --fees 0.00002 --top 5
 	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=20 --param slow=100 --spread 1.0 --fees 0.00002 --sizing fraction:1
+	@echo "Walk-forward: LightGBM tuned by Optuna in every training window, traded out of sample with costs, audited for leakage:"
+	$(BIN)/solodesk walkforward --symbol EURUSD --timeframe H1 --feature-set default --trials 20 --folds 4 --spread 1.0 --audit
+	$(BIN)/solodesk models promote --name EURUSD-H1-default
+	$(BIN)/solodesk models list
+	@echo "Compare the runs side by side in MLflow: make mlflow"
+
+MLFLOW_PORT ?= 5000
+
+.PHONY: mlflow
+mlflow: install ## Open the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (runs and model registry)
+	@mkdir -p '$(SOLODESK_HOME)/mlflow'
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	    --backend-store-uri 'sqlite:///$(abspath $(SOLODESK_HOME))/mlflow/mlflow.db' \
+	    --default-artifact-root 'file://$(abspath $(SOLODESK_HOME))/mlflow/artifacts'
 
 .PHONY: bench
-bench: install ## Run the benchmarks (start-up, ingest, features, backtest; shared data needed)
+bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward; shared data needed)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/walkforward.py
 
 .PHONY: dvc-repro
-dvc-repro: install ## Reproduce the DVC pipeline (stages ingest, features; params.yaml)
+dvc-repro: install ## Reproduce the DVC pipeline (ingest, features, train, walkforward; params.yaml)
 	PATH='$(CURDIR)/$(BIN)':"$$PATH" $(BIN)/dvc repro
 
 # --- housekeeping ----------------------------------------------------------

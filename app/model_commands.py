@@ -5,6 +5,7 @@ Registered on the main application by :func:`register`; heavy imports stay insid
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,7 +40,10 @@ ObjectiveOpt = Annotated[
     str, typer.Option(help="logloss, or sharpe (the rule's Sharpe after costs on inner folds).")
 ]
 JobsOpt = Annotated[int, typer.Option(help="Worker processes for windows and trials.")]
-ThreadsOpt = Annotated[int, typer.Option(help="Threads per learner (LightGBM, forest).")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="Threads per learner (default: the cores shared out among the jobs)."),
+]
 SeedOpt = Annotated[int, typer.Option(help="Seed of samplers, learners and the bootstrap.")]
 ModelParamOpt = Annotated[
     list[str] | None,
@@ -81,7 +85,7 @@ def research_config(
     commission: float,
     slippage: float,
     jobs: int,
-    threads: int,
+    threads: int | None,
     seed: int,
     n_boot: int,
     trial_workers: int = 1,
@@ -114,6 +118,9 @@ def research_config(
             raise UsageError(
                 f"--regime-gate {regime_gate!r}: list regimes, e.g. 0 or 0,1"
             ) from None
+    if threads is None:
+        # More threads than cores makes LightGBM's OpenMP workers spin against each other.
+        threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     backtest = backtest_config(
         cash=100_000.0, fees=fees, commission=commission, slippage=slippage, slippage_vol=0.0,
         spread=spread, swap_long=0.0, swap_short=0.0, fill="close", direction="both",
@@ -261,7 +268,7 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(help="Workers sharing each window's Optuna study (shared storage)."),
         ] = 1,
-        threads: ThreadsOpt = 2,
+        threads: ThreadsOpt = None,
         seed: SeedOpt = 0,
         n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
         audit: Annotated[
@@ -331,7 +338,7 @@ def register(app: typer.Typer) -> None:
         date_to: Annotated[str | None, typer.Option("--to", help="ISO date.")] = None,
         spread: SpreadOpt = "1.0",
         fees: FeesOpt = 0.0,
-        threads: ThreadsOpt = 2,
+        threads: ThreadsOpt = None,
         seed: SeedOpt = 0,
         as_json: JsonOpt = False,
     ) -> None:
