@@ -313,7 +313,12 @@ def register(app: typer.Typer) -> None:
                     settings, inputs, config, audit=audit, register=not no_register,
                     progress=advance,
                 )  # fmt: skip
-        except AuditFailedError:
+        except AuditFailedError as failed:
+            # The run is stored: show it, then fail with the audit's reason.
+            if as_json:
+                _emit(failed.outcome.summary)
+            else:
+                print_summary(failed.outcome.summary)
             raise
         if as_json:
             _emit(outcome.summary)

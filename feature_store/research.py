@@ -62,7 +62,11 @@ EXPERIMENT = "walkforward"
 
 
 class AuditFailedError(SolodeskError):
-    """The leakage audit found an edge where none can exist."""
+    """The leakage audit found an edge where none can exist; ``outcome`` is the stored run."""
+
+    def __init__(self, message: str, outcome: WalkForwardOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 def load_feature_set(params_path: Path, name: str) -> FeatureSetConfig:
@@ -419,7 +423,8 @@ def run_stored_walkforward(
         detail = "; ".join(f"{c.name}: {c.reason}" for c in failed)
         raise AuditFailedError(
             f"leakage audit FAILED ({detail}): the pipeline finds an edge where none can exist; "
-            f"the model was not registered (report {outcome.report})"
+            f"the model was not registered (report {outcome.report})",
+            outcome,
         )
     return outcome
 
