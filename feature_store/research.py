@@ -218,7 +218,8 @@ def research_executor(settings: Settings, jobs: int) -> Iterator[Executor | None
 
         client = Client(settings.dask_scheduler, timeout="20s")
         try:
-            yield client.get_executor()
+            # Not pure: two workers tuning one study are identical calls that must both run.
+            yield client.get_executor(pure=False)
         finally:
             client.close()
         return
@@ -302,8 +303,10 @@ def _write_latest(settings: Settings, summary: Mapping[str, Any], table: pl.Data
     }
     write_atomic(latest / "walkforward.json", json.dumps(headline, indent=2).encode())
     step = max(1, table.height // 5000)
+    # DVC's plot templates read x as a number: the time is also given as a decimal year.
+    year = pl.col("ts").dt.year() + (pl.col("ts").dt.ordinal_day() - 1) / 365.25
     thinned = table.gather_every(step).select(
-        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"), "equity"
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"), year.round(5).alias("year"), "equity"
     )
     buffer = thinned.write_csv()
     write_atomic(latest / "equity.csv", buffer.encode())
@@ -409,7 +412,8 @@ def run_stored_walkforward(
         }
         run = store.write(run_id, record, {"oos": table}, html)
         summary["report"] = str(run.record.get("report", store.report_path(run_id)))
-        _write_latest(settings, summary, table)
+        if audit_ok:  # the latest figures (DVC metrics) are never those of a leaky run
+            _write_latest(settings, summary, table)
         tracker.end_run(parent)
     except BaseException:
         tracker.end_run(parent, "FAILED")

@@ -96,8 +96,12 @@ class FitOutcome:
     seconds: float
 
 
-def tune_task(job: WindowJob, n_trials: int) -> TuneOutcome:
-    """Tune the window of ``job`` for ``n_trials`` trials (runs in a worker)."""
+def tune_task(job: WindowJob, n_trials: int, worker: int = 0) -> TuneOutcome:
+    """Tune the window of ``job`` for ``n_trials`` trials (runs in a worker).
+
+    ``worker`` numbers the workers sharing the window's study; each seeds its sampler
+    differently, so they do not draw the same configurations.
+    """
     return tune_window(
         job.data,
         job.train,
@@ -107,7 +111,7 @@ def tune_task(job: WindowJob, n_trials: int) -> TuneOutcome:
         storage=job.storage,
         n_trials=n_trials,
         embargo=job.embargo,
-        seed=job.seed,
+        seed=job.seed + 7919 * worker,
     )
 
 
@@ -392,8 +396,8 @@ def _run_jobs(
     done = 0
     for job in jobs:
         waiting[job.fold] = len(shares)
-        for share in shares:
-            pending[runner.submit(tune_task, job, share)] = ("tune", job)
+        for worker, share in enumerate(shares):
+            pending[runner.submit(tune_task, job, share, worker)] = ("tune", job)
         if not shares:
             pending[runner.submit(fit_task, job, {})] = ("fit", job)
     if progress is not None:
