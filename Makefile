@@ -62,8 +62,10 @@ $(UV_STAMP):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
 	touch $@
 
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set, Python never caches
+# it, and every command would spend most of its first seconds compiling mlflow, optuna & co.
 $(SYNC_STAMP): $(UV_STAMP) uv.lock pyproject.toml
-	$(UV) sync --frozen --python '$(BASE_PYTHON)'
+	$(UV) sync --frozen --compile-bytecode --python '$(BASE_PYTHON)'
 	touch $@
 
 .PHONY: install
@@ -111,7 +113,7 @@ demo: install ## Sample: ingest, features, sweep, backtest, then a tuned, audite
 	$(BIN)/solodesk sweep --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=5:50:5 --param slow=20:200:20 --param allow_short=false --spread 1.0 --fees 0.00002 --top 5
 	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=20 --param slow=100 --spread 1.0 --fees 0.00002 --sizing fraction:1
 	@echo "Walk-forward: LightGBM tuned by Optuna in every training window, traded out of sample with costs, audited for leakage:"
-	$(BIN)/solodesk walkforward --symbol EURUSD --timeframe H1 --feature-set default --trials 20 --folds 4 --spread 1.0 --audit
+	$(BIN)/solodesk walkforward --symbol EURUSD --timeframe H1 --feature-set default --trials 20 --folds 4 --spread 1.0 --jobs 2 --audit
 	$(BIN)/solodesk models promote --name EURUSD-H1-default
 	$(BIN)/solodesk models list
 	@echo "Compare the runs side by side in MLflow: make mlflow"

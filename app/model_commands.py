@@ -5,7 +5,6 @@ Registered on the main application by :func:`register`; heavy imports stay insid
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,7 +41,9 @@ ObjectiveOpt = Annotated[
 JobsOpt = Annotated[int, typer.Option(help="Worker processes for windows and trials.")]
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option(help="Threads per learner (default: the cores shared out among the jobs)."),
+    typer.Option(
+        help="Threads per learner (default: one per 5,000 training rows, at most the cores per job)."
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed of samplers, learners and the bootstrap.")]
 ModelParamOpt = Annotated[
@@ -118,9 +119,6 @@ def research_config(
             raise UsageError(
                 f"--regime-gate {regime_gate!r}: list regimes, e.g. 0 or 0,1"
             ) from None
-    if threads is None:
-        # More threads than cores makes LightGBM's OpenMP workers spin against each other.
-        threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     backtest = backtest_config(
         cash=100_000.0, fees=fees, commission=commission, slippage=slippage, slippage_vol=0.0,
         spread=spread, swap_long=0.0, swap_short=0.0, fill="close", direction="both",

@@ -131,7 +131,8 @@ def fit_task(job: WindowJob, params: dict[str, Any]) -> FitOutcome:
         for name in job.config.stats.candidates:
             if name == job.config.model:
                 continue
-            other = make_learner(name, seed=job.seed, threads=job.config.threads)
+            threads = job.config.threads_for(job.train.shape[0])
+            other = make_learner(name, seed=job.seed, threads=threads)
             other.fit(data.X[job.train], data.y[job.train], weight=data.weight[job.train])
             candidates[name] = other.predict_proba(X)
     return FitOutcome(
@@ -765,6 +766,7 @@ def _track_folds(
                 "test_end": record["test_end"],
                 "test_groups": ",".join(str(g) for g in fold.test_groups),
                 "n_trials": fold.n_trials,
+                "threads": result.config.threads_for(fold.train_rows),
             },
         )
         tracker.log_metrics(

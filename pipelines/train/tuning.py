@@ -119,12 +119,22 @@ def _suggest_one(trial: optuna.Trial, name: str, dist: Dist) -> Any:
 
 
 def build_learner(
-    config: WalkForwardConfig, params: Mapping[str, Any], names: tuple[str, ...], seed: int
+    config: WalkForwardConfig,
+    params: Mapping[str, Any],
+    names: tuple[str, ...],
+    seed: int,
+    *,
+    rows: int,
 ) -> Learner:
-    """Return the configured learner (wrapped in the regime gate when one is set)."""
+    """Return the configured learner (wrapped in the regime gate when one is set).
+
+    ``rows`` is the size of the training window: it sets the threads when the configuration
+    leaves them open (:meth:`WalkForwardConfig.threads_for`).
+    """
     merged = {**config.params, **params}
+    threads = config.threads_for(rows)
     if config.regime is None:
-        return make_learner(config.model, merged, seed=seed, threads=config.threads)
+        return make_learner(config.model, merged, seed=seed, threads=threads)
     missing = [c for c in config.regime.columns if c not in names]
     if missing:
         from core.errors import UsageError
@@ -138,7 +148,7 @@ def build_learner(
         config.model,
         merged,
         seed=seed,
-        threads=config.threads,
+        threads=threads,
         regime_columns=tuple(names.index(c) for c in config.regime.columns),
         n_regimes=config.regime.n_regimes,
         allowed=config.regime.allowed,
@@ -206,7 +216,7 @@ class _Objective:
                 _target(config, data)[rows],
                 weight=data.weight[rows],
                 feature_names=data.feature_names,
-                threads=config.threads,
+                threads=config.threads_for(rows.shape[0]),
             )
             self.datasets = [(window.subset(s.train), window.subset(s.test)) for s in inner]
 
@@ -220,7 +230,7 @@ class _Objective:
         for j, split in enumerate(self.inner):
             train = self.rows[split.train]
             valid = self.rows[split.test]
-            learner = build_learner(self.config, params, names, self.seed)
+            learner = build_learner(self.config, params, names, self.seed, rows=self.rows.shape[0])
             if self.datasets is not None:
                 learner.fit_dataset(*self.datasets[j])  # type: ignore[attr-defined]
             else:
@@ -358,7 +368,7 @@ def fit_window(
     LightGBM stops early on the window's last 15% (purged from the rows it fits on); learners
     without early stopping fit on every row.
     """
-    learner = build_learner(config, params, data.feature_names, seed)
+    learner = build_learner(config, params, data.feature_names, seed, rows=rows.shape[0])
     y = _target(config, data)
     if config.model.startswith("lightgbm") and rows.shape[0] >= 200:
         cut = int(rows.shape[0] * (1.0 - VALID_SHARE))

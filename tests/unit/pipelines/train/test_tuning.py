@@ -164,7 +164,7 @@ def test_build_learner_regime_columns_not_in_the_set_raise(data) -> None:  # typ
 
     # Act / Assert
     with pytest.raises(UsageError, match="missing_feature"):
-        build_learner(config, {}, data.feature_names, 0)
+        build_learner(config, {}, data.feature_names, 0, rows=data.n)
 
 
 def test_build_learner_regime_gate_wraps_the_learner(data) -> None:  # type: ignore[no-untyped-def]
@@ -174,7 +174,7 @@ def test_build_learner_regime_gate_wraps_the_learner(data) -> None:  # type: ign
     )
 
     # Act
-    learner = build_learner(config, {}, data.feature_names, 0)
+    learner = build_learner(config, {}, data.feature_names, 0, rows=data.n)
     learner.fit(data.X, data.y, weight=data.weight)
     p = learner.predict_proba(data.X)
 
@@ -183,3 +183,51 @@ def test_build_learner_regime_gate_wraps_the_learner(data) -> None:  # type: ign
     assert ((p >= 0.0) & (p <= 1.0)).all()
     assert (p != 0.5).any()  # rows in regime 0 get the model's view
     assert (p == 0.5).any()  # rows outside regime 0 get no view
+
+
+@pytest.mark.parametrize(
+    ("cores", "jobs", "rows", "expected"),
+    [
+        (2, 1, 3_000, 1),  # a small window: waking a second thread costs more than it gives
+        (2, 1, 9_999, 1),
+        (2, 1, 10_000, 2),
+        (2, 1, 200_000, 2),  # never more than the cores
+        (2, 2, 200_000, 1),  # two jobs share two cores
+        (8, 2, 200_000, 4),
+        (8, 1, 15_000, 3),
+    ],
+)
+def test_threads_for_left_open_follow_window_size_and_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, jobs: int, rows: int, expected: int
+) -> None:
+    # Arrange
+    monkeypatch.setattr("pipelines.train.config.os.cpu_count", lambda: cores)
+    config = WalkForwardConfig(jobs=jobs)
+
+    # Act / Assert
+    assert config.threads is None
+    assert config.threads_for(rows) == expected
+
+
+def test_threads_for_explicit_threads_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange
+    monkeypatch.setattr("pipelines.train.config.os.cpu_count", lambda: 2)
+    config = WalkForwardConfig(threads=3, jobs=2)
+
+    # Act / Assert
+    assert config.threads_for(100) == 3
+    assert config.threads_for(1_000_000) == 3
+
+
+def test_build_learner_threads_follow_the_window(monkeypatch: pytest.MonkeyPatch, data) -> None:  # type: ignore[no-untyped-def]
+    # Arrange
+    monkeypatch.setattr("pipelines.train.config.os.cpu_count", lambda: 2)
+    config = LGB.model_copy(update={"threads": None})
+
+    # Act
+    small = build_learner(config, {}, data.feature_names, 0, rows=2_000)
+    large = build_learner(config, {}, data.feature_names, 0, rows=50_000)
+
+    # Assert
+    assert small.threads == 1  # type: ignore[attr-defined]
+    assert large.threads == 2  # type: ignore[attr-defined]
