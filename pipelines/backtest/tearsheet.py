@@ -275,9 +275,10 @@ def _equity_figure(
     return _layout(figure, y_title="equity")
 
 
-def _drawdown_figure(
-    times: np.ndarray, values: np.ndarray, initial_cash: float, metrics: Metrics
-) -> go.Figure:
+def underwater_figure(
+    times: np.ndarray, values: np.ndarray, initial_cash: float
+) -> tuple[go.Figure, np.ndarray]:
+    """Return the drawdown chart (in %, downsampled) and the full drawdown series it shows."""
     under = drawdown(values, initial_cash=initial_cash) * 100.0
     x, y = downsample_minmax(times, under)
     figure = go.Figure(
@@ -290,6 +291,13 @@ def _drawdown_figure(
             hovertemplate="%{y:.2f}%",
         )
     )
+    return figure, under
+
+
+def _drawdown_figure(
+    times: np.ndarray, values: np.ndarray, initial_cash: float, metrics: Metrics
+) -> go.Figure:
+    figure, _ = underwater_figure(times, values, initial_cash)
     figure.update_layout(
         title_text=(
             f"Drawdown (underwater) · max {_pct(metrics.max_drawdown)}, "

@@ -28,8 +28,13 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from pipelines.backtest.metrics import drawdown
-from pipelines.backtest.tearsheet import PAGE_STYLE, chart_layout, downsample_minmax, plotly_js
+from pipelines.backtest.tearsheet import (
+    PAGE_STYLE,
+    chart_layout,
+    downsample_minmax,
+    plotly_js,
+    underwater_figure,
+)
 
 TOP_FEATURES = 25
 """Most features the importance chart shows."""
@@ -734,18 +739,7 @@ def _equity_figure(
 
 
 def _drawdown_figure(times: np.ndarray, values: np.ndarray, initial_cash: float) -> go.Figure:
-    under = drawdown(values, initial_cash=initial_cash) * 100.0
-    x, y = downsample_minmax(times, under)
-    figure = go.Figure(
-        go.Scatter(
-            x=x,
-            y=y,
-            name="drawdown",
-            fill="tozeroy",
-            line={"color": _LOSS, "width": 1},
-            hovertemplate="%{y:.2f}%",
-        )
-    )
+    figure, under = underwater_figure(times, values, initial_cash)
     finite = under[np.isfinite(under)]
     if finite.size:
         figure.update_layout(title_text=f"Drawdown (underwater) · max {finite.min():.2f}%")

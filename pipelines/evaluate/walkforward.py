@@ -53,6 +53,7 @@ from pipelines.train.tuning import (
     fit_window,
     per_bar_sharpe,
     strategy_returns,
+    trade_rows,
     tune_window,
 )
 
@@ -569,22 +570,8 @@ def _trades_for(
 ) -> Any:  # fmt: skip
     if config.split.scheme == "cpcv":
         return None
-    from models.strategies.base import Signals
-    from pipelines.backtest.engine import run_backtest
-    from pipelines.train.tuning import rule_targets
-
     proba = np.concatenate([fits[s.fold].proba for s in splits])
-    rates = trade.to_account if isinstance(trade.to_account, float) else trade.to_account[rows]
-    result = run_backtest(
-        data.rows(rows),
-        Signals(target=rule_targets(proba, trade.rule)),
-        trade.instrument,
-        trade.backtest,
-        side=trade.side,
-        bars_per_year=trade.bars_per_year,
-        to_account=rates,
-    )
-    return result.trades
+    return trade_rows(proba, rows, data, trade).trades
 
 
 def _final_model(fits: Mapping[int, FitOutcome]) -> TrainedModel | None:

@@ -31,7 +31,7 @@ from models.learners.registry import make_learner, make_regime_learner, search_s
 from models.strategies.base import Signals
 from models.strategies.ml_model import MlModel
 from pipelines.backtest.config import BacktestConfig
-from pipelines.backtest.engine import run_backtest
+from pipelines.backtest.engine import BacktestResult, run_backtest
 from pipelines.evaluate.classification import weighted_logloss
 from pipelines.evaluate.dataset import Floats, Ints, ResearchData
 from pipelines.evaluate.splits import Split, purge, purged_kfold_splits
@@ -69,6 +69,22 @@ def rule_targets(proba: Floats, rule: RuleConfig) -> Floats:
     return model.target(proba)
 
 
+def trade_rows(
+    proba: Floats, rows: Ints, data: ResearchData, trade: TradeContext
+) -> BacktestResult:
+    """Backtest the rule on ``proba`` over contiguous ``rows``, flat at the start, with costs."""
+    rates = trade.to_account if isinstance(trade.to_account, float) else trade.to_account[rows]
+    return run_backtest(
+        data.rows(rows),
+        Signals(target=rule_targets(proba, trade.rule)),
+        trade.instrument,
+        trade.backtest,
+        side=trade.side,
+        bars_per_year=trade.bars_per_year,
+        to_account=rates,
+    )
+
+
 def strategy_returns(
     proba: Floats, rows: Ints, data: ResearchData, trade: TradeContext
 ) -> tuple[Floats, Floats]:
@@ -77,18 +93,7 @@ def strategy_returns(
     The block starts flat with the configured cash; returns are equity[i] / equity[i−1] − 1
     with the cash as equity[−1].
     """
-    bars = data.rows(rows)
-    rates = trade.to_account if isinstance(trade.to_account, float) else trade.to_account[rows]
-    result = run_backtest(
-        bars,
-        Signals(target=rule_targets(proba, trade.rule)),
-        trade.instrument,
-        trade.backtest,
-        side=trade.side,
-        bars_per_year=trade.bars_per_year,
-        to_account=rates,
-    )
-    equity = result.equity
+    equity = trade_rows(proba, rows, data, trade).equity
     previous = np.r_[trade.backtest.cash, equity[:-1]]
     return equity / previous - 1.0, equity
 
