@@ -91,8 +91,9 @@ fmt: install ## Format the code and apply ruff's automatic fixes
 	$(BIN)/ruff check --fix .
 
 .PHONY: test
+# One worker per core; a test file's tests share a worker, so module fixtures run once.
 test: lint ## Lint, then run the test suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 # --- running ---------------------------------------------------------------
 
