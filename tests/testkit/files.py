@@ -121,11 +121,13 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
-    """Return a deflated zip archive of ``members``."""
+    """Return a deflated zip archive of ``members`` (fixed timestamps: reproducible bytes)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
-            archive.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     return buffer.getvalue()
 
 
