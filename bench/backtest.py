@@ -38,7 +38,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,7 @@ from benchkit import (
     HISTORY,
     ROOT,
     emit,
-    git_state,
-    machine,
+    run_context,
     run_worker,
     shared_data_root,
     write_result,
@@ -494,8 +492,7 @@ def main() -> int:
               "SOLODESK_SHARED_DATA or pass --data)")  # fmt: skip
         return 0
     folder = Path(tempfile.mkdtemp(prefix="solodesk-bench-backtest-"))
-    result: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), **git_state(),
-                              "machine": machine()}  # fmt: skip
+    result: dict[str, Any] = run_context()
     try:
         ok = True
         if not {"engine", "sweep"} <= skip:

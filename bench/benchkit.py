@@ -94,6 +94,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_context() -> dict[str, Any]:
+    """Return the start of a result: when it started, the commit and the machine."""
+    return {"started": datetime.now(UTC).isoformat(), **git_state(), "machine": machine()}
+
+
 def gb(n: float) -> str:
     """Format a byte count in GB (10^9)."""
     return f"{n / 1e9:.2f} GB"

@@ -29,14 +29,13 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchkit import ROOT, emit, git_state, machine, run_worker, shared_data_root, write_result
+from benchkit import ROOT, emit, run_context, run_worker, shared_data_root, write_result
 
 TARGET = 1.3
 SOURCE = Path("mt4") / "EURUSD60.csv"
@@ -140,8 +139,7 @@ def main() -> int:
               "pass --data)")  # fmt: skip
         return 0
     home = Path(tempfile.mkdtemp(prefix="solodesk-bench-walkforward-"))
-    result: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), **git_state(),
-                              "machine": machine()}  # fmt: skip
+    result: dict[str, Any] = run_context()
     try:
         print(f"ingesting {source} ...", flush=True)
         run_worker(__file__, "prepare", str(source), str(home))
