@@ -24,7 +24,7 @@ TOOLS := .tools
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(TOOLS)/bin/uv
-PACKAGES := core pipelines models feature_store execution flows app
+PACKAGES := core pipelines models feature_store execution services flows app
 
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION).stamp
 SYNC_STAMP := $(VENV)/.sync.stamp

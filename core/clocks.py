@@ -18,11 +18,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
 from core.errors import UsageError
+from core.timeframes import Timeframe
 
 NEW_YORK = "America/New_York"
 BROKER_NY_CLOSE = "broker:ny-close"
@@ -93,3 +95,41 @@ def parse_clock(spec: str | Clock) -> Clock:
         )
         raise UsageError(msg) from None
     return Clock(text, text)
+
+
+class Anchor(StrEnum):
+    """Where buckets of H4 and longer bars start: UTC midnight, or the broker day (17:00 New York)."""
+
+    UTC = "utc"
+    BROKER = "broker"
+
+
+#: Timeframes whose buckets depend on where the day starts.
+DAY_ANCHORED = frozenset({Timeframe.H4, Timeframe.D1, Timeframe.W1, Timeframe.MN1})
+
+
+def bar_clock(timeframe: Timeframe, calendar: str, anchor: str | Clock | None = None) -> Clock:
+    """Return the clock that cuts bars of ``timeframe``: the bar clock of a series.
+
+    The contract: bars shorter than four hours are cut on UTC. H4 and longer bars are cut on
+    ``anchor`` when one is given (the ``--anchor`` a resample was made with, which a stored
+    series records), else on the broker day (``broker:ny-close``) for instruments on the
+    ``fx`` calendar and on UTC for every other calendar. Ingest, resampling, feature builds
+    and research all ask this function, so a series' context bars are cut the same way
+    wherever they are computed.
+
+    Parameters
+    ----------
+    timeframe
+        The bars' timeframe.
+    calendar
+        The instrument's trading calendar (``fx``, ``crypto``, ...).
+    anchor
+        ``utc``, ``broker``, a clock name (``UTC``, ``broker:ny-close``) or a clock; None for
+        the instrument's default.
+    """
+    if timeframe not in DAY_ANCHORED:
+        return UTC
+    if anchor is not None:
+        return parse_clock(anchor)
+    return BROKER if calendar == "fx" else UTC

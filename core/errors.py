@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class SolodeskError(Exception):
     """Base class of every error solodesk raises on purpose."""
@@ -25,3 +30,14 @@ class DataError(UsageError):
         if source is not None:
             where = f"{source}:{line}: " if line is not None else f"{source}: "
         super().__init__(f"{where}{message}")
+
+
+def options_error(what: str, exc: ValidationError) -> UsageError:
+    """Return a usage error listing each rejected option of a configuration and why.
+
+    ``what`` names the configuration (``backtest``, ``walk-forward``, ``portfolio``).
+    """
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+    )
+    return UsageError(f"bad {what} options: {problems}")

@@ -73,20 +73,60 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
         return (init_settings, env_settings, toml)
 
+    # Every folder and file a desk writes under SOLODESK_HOME is named here and only here.
+
     @property
     def store_dir(self) -> Path:
-        """Return the root of the Parquet store."""
+        """Return the root of the Parquet bar store, ``SOLODESK_HOME/store``."""
         return self.home / "store"
 
     @property
     def catalog_path(self) -> Path:
-        """Return the DuckDB catalog file."""
+        """Return the DuckDB catalog file, ``SOLODESK_HOME/catalog.duckdb``."""
         return self.home / "catalog.duckdb"
 
     @property
+    def features_dir(self) -> Path:
+        """Return the root of the feature store, ``SOLODESK_HOME/features``."""
+        return self.home / "features"
+
+    @property
+    def backtests_dir(self) -> Path:
+        """Return where backtest, sweep and portfolio runs are stored, ``SOLODESK_HOME/backtests``."""
+        return self.home / "backtests"
+
+    @property
+    def research_dir(self) -> Path:
+        """Return where walk-forward runs are stored, ``SOLODESK_HOME/research``."""
+        return self.home / "research"
+
+    @property
+    def research_latest_dir(self) -> Path:
+        """Return the latest research figures DVC reads, ``SOLODESK_HOME/research/latest``."""
+        return self.research_dir / "latest"
+
+    @property
     def reports_dir(self) -> Path:
-        """Return where validation reports and tearsheets go."""
+        """Return where validation reports and tearsheets go, ``SOLODESK_HOME/reports``."""
         return self.home / "reports"
+
+    @property
+    def backtest_reports_dir(self) -> Path:
+        """Return where backtest tearsheets go, ``SOLODESK_HOME/reports/backtests``."""
+        return self.reports_dir / "backtests"
+
+    @property
+    def research_reports_dir(self) -> Path:
+        """Return where walk-forward reports go, ``SOLODESK_HOME/reports/research``."""
+        return self.reports_dir / "research"
+
+    def ingest_report_dir(self, run: str) -> Path:
+        """Return the folder of one ingest run's validation report, ``reports/ingest-<run>``."""
+        return self.reports_dir / f"ingest-{run}"
+
+    def feature_check_report_dir(self, name: str) -> Path:
+        """Return the folder of a failed feature check's data docs, ``reports/<name>``."""
+        return self.reports_dir / name
 
     @property
     def mlflow_dir(self) -> Path:
@@ -95,8 +135,13 @@ class Settings(BaseSettings):
 
     @property
     def optuna_path(self) -> Path:
-        """Return the embedded Optuna study database."""
+        """Return the embedded Optuna study database, ``SOLODESK_HOME/optuna.db``."""
         return self.home / "optuna.db"
+
+    @property
+    def bench_dir(self) -> Path:
+        """Return where benchmarks write their results, ``SOLODESK_HOME/bench``."""
+        return self.home / "bench"
 
     @cached_property
     def registry(self) -> InstrumentRegistry:

@@ -30,6 +30,24 @@ class VolumeKind(StrEnum):
     REAL = "real"  # traded quantity (exchange volume)
 
 
+class SourceFormat(StrEnum):
+    """The file formats ingestion reads (detected from the content and name, or forced)."""
+
+    MT4_CSV = "mt4-csv"
+    HST = "hst"
+    HISTDATA = "histdata"
+    CSV = "csv"
+    LEAN = "lean"
+    PARQUET = "parquet"
+
+
+class DateOrder(StrEnum):
+    """How to read an ambiguous date such as 02/03/2017: day first, or month first."""
+
+    DMY = "dmy"
+    MDY = "mdy"
+
+
 class AssetClass(StrEnum):
     """Broad instrument families; each has its own calendar and conventions."""
 

@@ -20,29 +20,30 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import polars as pl
 
 from core.errors import UsageError
-from feature_store.store import _fsync_dir, write_atomic
+from core.settings import Settings
+from core.times import reformat_iso_z
+from feature_store.store import fsync_dir, write_atomic
 
 RUN_FILE = "run.json"
 _TEMP_PREFIX = ".tmp-"
+# Times a run record holds; records written before every time ended in Z are read as if it did.
+_TIME_FIELDS = ("created", "first", "last")
 
 
-def new_run_id(kind: str, created: datetime | None = None) -> str:
-    """Return a sortable, unique run id such as ``bt-20261124T101500-3f9a``."""
-    when = (created or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
-    prefix = {"backtest": "bt", "sweep": "sw", "portfolio": "pf", "walkforward": "wf"}.get(
-        kind, kind[:2]
-    )
-    return f"{prefix}-{when}-{secrets.token_hex(2)}"
+def _read_record(path: Path) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(path.read_text())
+    for name in _TIME_FIELDS:
+        if isinstance(record.get(name), str):
+            record[name] = reformat_iso_z(record[name])
+    return record
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,25 @@ class StoredRun:
 
 
 class BacktestStore:
-    """Write and read runs under ``root`` (``SOLODESK_HOME/backtests``)."""
+    """Write and read runs under ``root``, their reports under ``reports``."""
 
-    def __init__(self, root: Path, reports: Path, report_folder: str = "backtests") -> None:
+    def __init__(self, root: Path, reports: Path) -> None:
         self.root = root
         self.reports = reports
-        self.report_folder = report_folder
+
+    @classmethod
+    def backtests(cls, settings: Settings) -> Self:
+        """Return the store of backtests, sweeps and portfolios under ``SOLODESK_HOME``."""
+        return cls(settings.backtests_dir, settings.backtest_reports_dir)
+
+    @classmethod
+    def research(cls, settings: Settings) -> Self:
+        """Return the store of walk-forward runs under ``SOLODESK_HOME``."""
+        return cls(settings.research_dir, settings.research_reports_dir)
 
     def report_path(self, run_id: str) -> Path:
         """Return where a run's HTML report goes."""
-        return self.reports / self.report_folder / f"{run_id}.html"
+        return self.reports / f"{run_id}.html"
 
     def write(
         self,
@@ -109,14 +119,14 @@ class BacktestStore:
                 "report": str(report.resolve()) if report else None}  # fmt: skip
         write_atomic(temp / RUN_FILE, json.dumps(full, indent=2, default=str).encode())
         temp.rename(final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return StoredRun(run_id, final, full)
 
     def runs(self, kind: str | None = None) -> list[StoredRun]:
         """Return stored runs, oldest first, optionally of one kind."""
         found = []
         for path in sorted(self.root.glob(f"run=*/{RUN_FILE}")):
-            record = json.loads(path.read_text())
+            record = _read_record(path)
             run = StoredRun(record["id"], path.parent, record)
             if kind is None or run.kind == kind:
                 found.append(run)

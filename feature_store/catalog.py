@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.settings import Settings
 from feature_store.feature_index import FeatureBuild, FeatureStore
 from feature_store.store import BarStore
 
@@ -54,16 +55,6 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def default_feature_store(store: BarStore) -> FeatureStore:
-    """Return the feature store beside a bar store (``SOLODESK_HOME/features``)."""
-    return FeatureStore(store.root.parent / "features")
-
-
-def default_backtest_root(store: BarStore) -> Path:
-    """Return the backtest runs' folder beside a bar store (``SOLODESK_HOME/backtests``)."""
-    return store.root.parent / "backtests"
 
 
 def _backtest_tables(root: Path) -> str:
@@ -142,15 +133,16 @@ def _feature_views(con: duckdb.DuckDBPyConnection, features: FeatureStore) -> No
         )
 
 
-def rebuild_catalog(store: BarStore, path: Path, features: FeatureStore | None = None) -> int:
-    """Recreate the catalog's views from the store's manifest and the feature index.
+def rebuild_catalog(settings: Settings) -> int:
+    """Recreate the catalog's views from the store's manifest, the feature index and the runs.
 
-    ``features`` defaults to the feature store beside ``store``. Returns the manifest
-    generation.
+    Returns the manifest generation.
     """
     import duckdb
 
-    features = features or default_feature_store(store)
+    store = BarStore(settings.store_dir)
+    features = FeatureStore(settings.features_dir)
+    path = settings.catalog_path
     manifest = store.manifest()
     feature_generation = features.generation()
     try:
@@ -214,7 +206,7 @@ def rebuild_catalog(store: BarStore, path: Path, features: FeatureStore | None =
                 f"{_sql_list(runs)}, union_by_name = true)"
             )
         _feature_views(con, features)
-        backtests = default_backtest_root(store)
+        backtests = settings.backtests_dir
         _backtest_views(con, backtests)
         con.execute(
             "CREATE OR REPLACE TABLE catalog_meta (generation BIGINT, feature_generation BIGINT, "
@@ -260,19 +252,33 @@ def catalog_stamp(path: Path) -> tuple[int, int, str] | None:
     return (int(row[0]), int(row[1]), str(row[2])) if row else None
 
 
-def open_catalog(
-    store: BarStore,
-    path: Path,
-    read_only: bool = True,
-    features: FeatureStore | None = None,
-) -> duckdb.DuckDBPyConnection:
+def open_catalog(settings: Settings, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Return a connection to an up-to-date catalog, rebuilding it first if it is stale."""
-    features = features or default_feature_store(store)
+    store = BarStore(settings.store_dir)
+    features = FeatureStore(settings.features_dir)
     wanted = (
         store.manifest()["generation"],
         features.generation(),
-        _backtest_tables(default_backtest_root(store)),
+        _backtest_tables(settings.backtests_dir),
     )
-    if catalog_stamp(path) != wanted:
-        rebuild_catalog(store, path, features)
-    return _connect(path, read_only=read_only)
+    if catalog_stamp(settings.catalog_path) != wanted:
+        rebuild_catalog(settings)
+    return _connect(settings.catalog_path, read_only=read_only)
+
+
+def refresh_catalog(settings: Settings, what: str) -> list[str]:
+    """Rebuild the catalog after a commit; return a warning instead when another process holds it.
+
+    ``what`` names what was just stored (``the bars``, ``the features``): it is committed
+    whatever happens here, and the catalog rebuilds itself the next time it is opened.
+    """
+    import duckdb
+
+    try:
+        rebuild_catalog(settings)
+    except duckdb.IOException as exc:
+        return [
+            f"the DuckDB catalog {settings.catalog_path} is held by another process ({exc}); "
+            f"{what} are stored and the catalog will be rebuilt when it is next opened"
+        ]
+    return []

@@ -12,7 +12,8 @@ files are written once (temporary file, fsync, rename) and never changed. The in
 atomically, like the bar store's manifest; older builds stay listed, and one build per
 (set, symbol, timeframe, side) is marked ``latest``.
 
-This module only reads and writes; computing a build is :mod:`feature_store.features`.
+This module only reads and writes; computing a build is the feature build job,
+:mod:`services.features`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import copy
 import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from core.timeframes import Timeframe
 from core.types import SeriesKey, Side
@@ -83,6 +86,16 @@ class FeatureBuild:
         return cls(**entry)
 
 
+def build_version(definition: str, sources: Mapping[str, str]) -> str:
+    """Return the version of a build: a hash of the set's definition and its source versions::
+
+    version = sha256({"definition": definition hash of the set,
+                      "sources": {series slug: series version, ...}})[:16]
+    """
+    text = json.dumps({"definition": definition, "sources": dict(sources)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def feature_file(feature_set: str, key: SeriesKey, version: str) -> str:
     """Return the path of a build's Parquet file, relative to the feature store."""
     return (
@@ -130,6 +143,10 @@ class FeatureStore:
     def path(self, build: FeatureBuild) -> Path:
         """Return the Parquet file of a build."""
         return self.root / build.file
+
+    def read(self, build: FeatureBuild) -> pl.DataFrame:
+        """Return the stored table of a build."""
+        return pl.read_parquet(self.path(build))
 
     def is_complete(self, build: FeatureBuild) -> bool:
         """Return whether a build's file exists and holds the bytes the index recorded."""

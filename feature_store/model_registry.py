@@ -17,7 +17,6 @@ call and then restored), so one process should not call a registry from several 
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import math
 import os
 import re
@@ -32,12 +31,12 @@ import pandas as pd
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+# Imported first: it sets MLflow's environment (no telemetry, no links on stdout) and quiets
+# its logging before MLflow is imported.
+import feature_store.tracking  # noqa: F401  # isort: split
 from core.errors import UsageError
+from core.times import iso_z, utc_now
 
-# Set before MLflow is imported (as in feature_store.tracking): no usage reports from an
-# offline machine, and no run links on stdout, which ``--json`` keeps for JSON Lines.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # A model's requirements are pinned from the predictor (see _requirements), not taken from
 # whichever uv project happens to be the working directory.
 os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
@@ -50,10 +49,6 @@ from mlflow.pyfunc import log_model as log_pyfunc_model
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from mlflow.tracking.fluent import start_run
-
-# MLflow narrates model logging at INFO/WARNING (environment files, pickling advice); the
-# commands keep stderr for their own progress, so only its errors get through.
-logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -152,6 +147,12 @@ class PromotionDecision:
     reason: str
     challenger: ModelVersionInfo | None
     champion_before: ModelVersionInfo | None
+
+    @property
+    def why(self) -> str:
+        """Return the reason without its leading verdict (``promoted: `` or ``rejected: ``)."""
+        head, sep, rest = self.reason.partition(": ")
+        return rest if sep and head in ("promoted", "rejected") else self.reason
 
 
 class PromotionRule(BaseModel):
@@ -460,7 +461,7 @@ class ModelRegistry:
         promoted, reason = _judge(rule, challenger, champion)
         if promoted:
             self.client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
-        at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        at = iso_z(utc_now())
         decision_tags = {
             "promotion.decision": "promoted" if promoted else "rejected",
             "promotion.reason": reason,

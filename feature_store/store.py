@@ -31,20 +31,16 @@ from typing import Any
 import polars as pl
 
 from core.timeframes import Timeframe
+from core.times import iso_z_or_none
 from core.types import SeriesKey, Side, VolumeKind
 from pipelines.ingest.normalize import BAR_SCHEMA, QUARANTINE_SCHEMA
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def iso(ts: datetime | None) -> str | None:
-    """Return an ISO-8601 UTC string with ``Z``."""
-    return ts.strftime(ISO) if ts is not None else None
-
-
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries to disk, so a rename into it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -66,7 +62,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @dataclass
@@ -118,6 +114,12 @@ class SeriesInfo:
             sources=entry["sources"],
             has_spread=entry.get("has_spread", False),
         )
+
+    @property
+    def anchor(self) -> str | None:
+        """Return the ``--anchor`` clock the series was resampled on, when it records one."""
+        anchors = {str(s["anchor"]) for s in self.sources if "anchor" in s}
+        return anchors.pop() if len(anchors) == 1 else None
 
 
 def _empty_manifest() -> dict[str, Any]:
@@ -263,8 +265,8 @@ class Transaction:
                 "file": relative,
                 "rows": frame.height,
                 "sha256": digest,
-                "first": iso(frame["ts"].min()),  # type: ignore[arg-type]
-                "last": iso(frame["ts"].max()),  # type: ignore[arg-type]
+                "first": iso_z_or_none(frame["ts"].min()),  # type: ignore[arg-type]
+                "last": iso_z_or_none(frame["ts"].max()),  # type: ignore[arg-type]
             }
         parts = [info.partitions[y] for y in sorted(info.partitions)]
         info.rows = sum(p["rows"] for p in parts)

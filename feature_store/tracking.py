@@ -12,6 +12,7 @@ record into one experiment at the same time.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -37,6 +38,10 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+# MLflow narrates at INFO/WARNING (database migrations, environment files, pickling advice);
+# the commands keep stderr for their own progress, so only its errors get through.
+logging.getLogger("mlflow").setLevel(logging.ERROR)
+
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 
@@ -58,6 +63,14 @@ def tracking_uri(settings: Settings) -> str:
     folder = settings.mlflow_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / DATABASE_FILE}"
+
+
+def has_tracking_store(settings: Settings) -> bool:
+    """Return whether the desk has a tracking store to read: a configured one, or the embedded
+    SQLite file once a run has created it. Asking never creates the embedded store."""
+    if settings.mlflow_tracking_uri:
+        return True
+    return (settings.mlflow_dir / DATABASE_FILE).is_file()
 
 
 def artifact_location(settings: Settings) -> str | None:

@@ -2,13 +2,75 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.errors import UsageError
+from core.errors import UsageError, options_error
 
 SizingKind = Literal["all-in", "lots", "fraction", "vol-target", "kelly"]
+
+
+class Fill(StrEnum):
+    """Where an order fills: at the signal bar's close, or at the next bar's open."""
+
+    CLOSE = "close"
+    NEXT_OPEN = "next_open"
+
+
+class Direction(StrEnum):
+    """Which of a strategy's positions are taken: both sides, longs only, shorts only."""
+
+    BOTH = "both"
+    LONG = "long"
+    SHORT = "short"
+
+
+class PortfolioSizing(StrEnum):
+    """How a portfolio weighs its symbols (see :mod:`pipelines.backtest.portfolio`)."""
+
+    EQUAL = "equal"
+    VOL_TARGET = "vol-target"
+    INVERSE_VOL = "inverse-vol"
+    RISK_PARITY = "risk-parity"
+    HRP = "hrp"
+    MIN_VARIANCE = "min-variance"
+
+
+class Rebalance(StrEnum):
+    """When a portfolio rebalances: every bar, every n bars, each new UTC day or ISO week."""
+
+    EVERY_BAR = "every-bar"
+    EVERY_N_BARS = "every-n-bars"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class SweepSearch(StrEnum):
+    """How a sweep picks parameter combinations: every point of a grid, or random draws."""
+
+    GRID = "grid"
+    RANDOM = "random"
+
+
+def parse_spread(text: str | float) -> tuple[float, bool]:
+    """Return ``(pips, from_data)`` of a spread option: a number of pips, or ``data`` for the
+    series' own per-bar spread.
+
+    Raises
+    ------
+    UsageError
+        If ``text`` is neither.
+    """
+    if isinstance(text, int | float):
+        return float(text), False
+    if text.strip().lower() == "data":
+        return 0.0, True
+    try:
+        return float(text), False
+    except ValueError:
+        raise UsageError(f"--spread {text!r}: give pips (e.g. 0.8) or 'data'") from None
 
 
 class SizingConfig(BaseModel):
@@ -84,8 +146,8 @@ class BacktestConfig(BaseModel):
 
     cash: float = Field(default=100_000.0, gt=0)
     costs: CostConfig = CostConfig()
-    fill: Literal["close", "next_open"] = "close"
-    direction: Literal["both", "long", "short"] = "both"
+    fill: Fill = Fill.CLOSE
+    direction: Direction = Direction.BOTH
     sizing: SizingConfig = SizingConfig()
     stop_loss_pips: float | None = Field(default=None, gt=0)
     take_profit_pips: float | None = Field(default=None, gt=0)
@@ -96,3 +158,47 @@ class BacktestConfig(BaseModel):
         if self.stop_loss_pips is not None and self.trailing_stop_pips is not None:
             raise ValueError("give a stop loss or a trailing stop, not both")
         return self
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        cash: float = 100_000.0,
+        fees: float = 0.0,
+        commission: float = 0.0,
+        slippage: float = 0.0,
+        slippage_vol: float = 0.0,
+        spread: str | float = 0.0,
+        swap_long: float = 0.0,
+        swap_short: float = 0.0,
+        fill: Fill = Fill.CLOSE,
+        direction: Direction = Direction.BOTH,
+        sizing: str = "all-in",
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing_stop: float | None = None,
+    ) -> BacktestConfig:
+        """Return the configuration the command-line options describe, checked.
+
+        ``spread`` is pips or ``data`` (:func:`parse_spread`), ``sizing`` the text
+        :meth:`SizingConfig.parse` reads; stops are in pips.
+
+        Raises
+        ------
+        UsageError
+            Naming each rejected option and why.
+        """
+        spread_pips, from_data = parse_spread(spread)
+        try:
+            costs = CostConfig(
+                fees=fees, commission_per_lot=commission, spread_pips=spread_pips,
+                spread_from_data=from_data, slippage_pips=slippage, slippage_vol=slippage_vol,
+                swap_long_pips=swap_long, swap_short_pips=swap_short,
+            )  # fmt: skip
+            return cls(
+                cash=cash, costs=costs, fill=fill, direction=direction,
+                sizing=SizingConfig.parse(sizing), stop_loss_pips=stop_loss,
+                take_profit_pips=take_profit, trailing_stop_pips=trailing_stop,
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise options_error("backtest", exc) from None

@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 from numba import njit
+from pydantic import BaseModel, ConfigDict
 
 from core.errors import UsageError
 from core.timeframes import Timeframe, parse_timeframe
+from core.times import iso_z
 from core.types import AssetClass
 
 FX_DAYS_PER_YEAR = 260
@@ -182,12 +184,47 @@ class Metrics:
         out: dict[str, float | int | str | None] = {}
         for name, value in asdict(self).items():
             if isinstance(value, datetime):
-                out[name] = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                out[name] = iso_z(value)
             elif isinstance(value, float):
                 out[name] = value if math.isfinite(value) else None
             else:
                 out[name] = value
         return out
+
+    def figures(self) -> PerformanceFigures:
+        """Return the figures as a frozen model (the JSON-safe values of :meth:`to_dict`)."""
+        return PerformanceFigures.model_validate(self.to_dict())
+
+
+class PerformanceFigures(BaseModel):
+    """The figures of :class:`Metrics` as they cross into results and JSON.
+
+    Times are ISO-8601 UTC with ``Z``; a ratio that is NaN or infinite is None.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: str | None
+    end: str | None
+    n_bars: int
+    bars_per_year: float
+    initial_cash: float
+    final_equity: float | None
+    total_return: float | None
+    annualized_return: float | None
+    volatility: float | None
+    sharpe: float | None
+    sortino: float | None
+    calmar: float | None
+    max_drawdown: float | None
+    max_drawdown_duration: int
+    max_drawdown_duration_ns: int
+    hit_rate: float | None
+    profit_factor: float | None
+    expectancy: float | None
+    exposure: float | None
+    turnover: float | None
+    n_trades: int
 
 
 def performance(

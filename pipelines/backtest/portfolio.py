@@ -85,19 +85,19 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 from numba import njit
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.errors import DataError, UsageError
+from core.errors import DataError, UsageError, options_error
 from core.types import Instrument
-from pipelines.backtest.config import CostConfig
+from pipelines.backtest.config import BacktestConfig, CostConfig, PortfolioSizing, Rebalance
 from pipelines.backtest.risk import book_risk, covariance_at
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-SizingScheme = Literal["equal", "vol-target", "inverse-vol", "risk-parity", "hrp", "min-variance"]
-RebalanceRule = Literal["every-bar", "every-n-bars", "daily", "weekly"]
+SizingScheme = PortfolioSizing
+RebalanceRule = Rebalance
 
 _jit = njit(cache=True, nogil=True, error_model="numpy")
 
@@ -122,14 +122,14 @@ class PortfolioConfig(BaseModel):
     bars_per_year: float = Field(gt=0, description="bars in a year, annualizes volatility")
     cash: float = Field(default=100_000.0, gt=0, description="starting cash, account currency")
     costs: CostConfig = CostConfig()
-    sizing: SizingScheme = "equal"
+    sizing: SizingScheme = PortfolioSizing.EQUAL
     target_vol: float | None = Field(default=None, gt=0, description="annualized, e.g. 0.10")
     max_weight: float = Field(default=1.0, gt=0, description="cap on each |weight|")
     max_gross: float = Field(default=1.0, gt=0, description="cap on Σ|weight|")
     max_portfolio_vol: float | None = Field(
         default=None, gt=0, description="cap on the ex-ante annualized volatility"
     )
-    rebalance: RebalanceRule = "daily"
+    rebalance: RebalanceRule = Rebalance.DAILY
     rebalance_bars: int = Field(default=1, ge=1, description="N of every-n-bars")
     lookback: int = Field(default=288, ge=2, description="bars of returns behind covariance")
     covariance: Literal["sample", "ewma"] = "sample"
@@ -151,6 +151,41 @@ class PortfolioConfig(BaseModel):
         if len(set(self.var_confidences)) != len(self.var_confidences):
             raise ValueError("var_confidences: give each level once")
         return self
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        bars_per_year: float,
+        base: BacktestConfig,
+        sizing: PortfolioSizing = PortfolioSizing.INVERSE_VOL,
+        target_vol: float | None = None,
+        max_weight: float = 0.5,
+        max_gross: float = 1.0,
+        max_portfolio_vol: float | None = None,
+        rebalance: Rebalance = Rebalance.DAILY,
+        rebalance_bars: int = 1,
+        lookback: int = 500,
+        var_window: int = 500,
+    ) -> PortfolioConfig:
+        """Return the portfolio configuration the command-line options describe, checked.
+
+        Cash and costs come from ``base`` (:meth:`BacktestConfig.from_options`).
+
+        Raises
+        ------
+        UsageError
+            Naming each rejected option and why.
+        """
+        try:
+            return cls(
+                bars_per_year=bars_per_year, cash=base.cash, costs=base.costs, sizing=sizing,
+                target_vol=target_vol, max_weight=max_weight, max_gross=max_gross,
+                max_portfolio_vol=max_portfolio_vol, rebalance=rebalance,
+                rebalance_bars=rebalance_bars, lookback=lookback, var_window=var_window,
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise options_error("portfolio", exc) from None
 
     @property
     def halflife(self) -> float | None:

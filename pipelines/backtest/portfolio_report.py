@@ -8,7 +8,6 @@ thinned to at most ``max_points`` evenly spaced bars (the last bar always kept).
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 
@@ -16,18 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import plotly.graph_objects as go
 import polars as pl
-from plotly.offline import get_plotlyjs
 
 from pipelines.backtest.portfolio import PortfolioResult, confidence_label
+from pipelines.report_kit import Column, figure_div, page, table
 
 _TEMPLATE = "plotly_white"
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.5rem; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-"""
 
 
 def thinned_rows(n_rows: int, max_points: int) -> npt.NDArray[np.int64]:
@@ -48,26 +40,22 @@ def _realized_vol(equity: npt.NDArray[np.float64], window: int, bars_per_year: f
     return returns.rolling_std(window_size=window) * math.sqrt(bars_per_year)
 
 
-def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _symbol_table(frame: pl.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = []
-    for row in frame.iter_rows():
-        cells = [f"{v:,.4g}" if isinstance(v, float) else html.escape(str(v)) for v in row]
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    columns = [
+        Column(name, "number" if dtype.is_numeric() else "text")
+        for name, dtype in frame.schema.items()
+    ]
+    rows = [
+        [f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row] for row in frame.iter_rows()
+    ]
+    return table(columns, rows)
 
 
 def _figure_html(figure: go.Figure, div_id: str, *, time_axis: bool = True) -> str:
     figure.update_layout(template=_TEMPLATE, height=420, margin={"t": 50, "b": 40})
     if time_axis:
         figure.update_xaxes(type="date", title_text="UTC")
-    return str(figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id))
+    return figure_div(figure, div_id)
 
 
 def portfolio_report_html(
@@ -121,8 +109,10 @@ def portfolio_report_html(
     weights.update_layout(title="Weights (value / equity), longs above zero, shorts below")
     figures.append(_figure_html(weights, "weights"))
 
-    table = result.per_symbol_table()
-    pnl = go.Figure(go.Bar(x=table["symbol"].to_list(), y=table["pnl"].to_list(), name="P&L"))
+    per_symbol = result.per_symbol_table()
+    pnl = go.Figure(
+        go.Bar(x=per_symbol["symbol"].to_list(), y=per_symbol["pnl"].to_list(), name="P&L")
+    )
     pnl.update_layout(title="P&L per symbol after costs (account currency)")
     figures.append(_figure_html(pnl, "pnl", time_axis=False))
 
@@ -183,17 +173,6 @@ def portfolio_report_html(
         ("sizing fallbacks", str(result.sizing_fallbacks)),
     ]
     summary += [(k, f"{v:.6g}") for k, v in (metrics or {}).items()]
-    body = "\n".join(
-        [
-            f"<h1>{html.escape(title)}</h1>",
-            _table(summary, ("figure", "value")),
-            _symbol_table(table),
-            *figures,
-        ]
-    )
-    return (
-        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n"
-        f'<script type="text/javascript">{get_plotlyjs()}</script>\n'
-        f"</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
+    summary_table = table([Column("figure"), Column("value", "number")], summary)
+    body = "\n".join([summary_table, _symbol_table(per_symbol), *figures])
+    return page(title, [("", body)])

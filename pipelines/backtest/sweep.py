@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pipelines.backtest.config import BacktestConfig
 from pipelines.backtest.engine import run_backtest
 from pipelines.backtest.metrics import performance
 from pipelines.backtest.positions import traded_notional
+from pipelines.report_kit import figure_div, page
 
 RESULT_METRICS = (
     "total_return",
@@ -130,6 +132,32 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
+#: Seconds a spawned sweep worker takes before its first combination: a fresh interpreter,
+#: the imports, the bars, the compiled engine loaded from its cache (about 3 s each on the
+#: 2-core machine, bench/backtest.py). Processes pay off only when they save more than this.
+WORKER_STARTUP_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """A sweep's table (one row per combination, in the order given) and the processes used."""
+
+    results: pl.DataFrame
+    workers: int
+
+
+def workers_worth_starting(serial_seconds: float, jobs: int, startup_seconds: float) -> int:
+    """Return how many worker processes to start for ``serial_seconds`` of work (1: none).
+
+    ``jobs`` workers finish the work in about ``startup_seconds + serial_seconds / jobs``;
+    they are worth starting only when that beats running it here.
+    """
+    if jobs <= 1:
+        return 1
+    saved = serial_seconds * (1.0 - 1.0 / jobs)
+    return jobs if saved > startup_seconds else 1
+
+
 def run_sweep(
     job: SweepJob,
     combinations: Sequence[Mapping[str, Any]],
@@ -137,12 +165,15 @@ def run_sweep(
     jobs: int = 1,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> pl.DataFrame:
+    startup_seconds: float = WORKER_STARTUP_SECONDS,
+) -> SweepRun:
     """Backtest every parameter combination and return one row per combination.
 
-    Columns: the parameters, then ``RESULT_METRICS``. ``jobs`` worker processes share the
-    combinations in chunks (``jobs=1`` runs in this process); ``progress`` is called with the
-    number of combinations finished after each chunk.
+    Columns: the parameters, then ``RESULT_METRICS``. The first chunk of combinations runs in
+    this process and is timed; the rest runs here too unless ``jobs`` worker processes would
+    finish it sooner, start-up (``startup_seconds`` each, in parallel) included
+    (:func:`workers_worth_starting`). ``progress`` is called with the number of combinations
+    finished after each chunk.
 
     Raises
     ------
@@ -156,21 +187,39 @@ def run_sweep(
     size = chunk_size or max(1, min(64, len(combinations) // (jobs * 8) or 1))
     chunks = [combinations[i : i + size] for i in range(0, len(combinations), size)]
     rows: list[list[dict[str, Any]] | None] = [None] * len(chunks)
-    if jobs == 1:
-        worker = _Worker(job)
-        for index, chunk in enumerate(chunks):
-            rows[index] = [worker.run(values) for values in chunk]
+    local = _Worker(job)
+    # The first combination loads the compiled engine: time the ones after it.
+    first = [local.run(chunks[0][0])]
+    started = time.perf_counter()
+    rows[0] = first + [local.run(values) for values in chunks[0][1:]]
+    timed = len(chunks[0]) - 1
+    if progress:
+        progress(len(chunks[0]))
+    each = (time.perf_counter() - started) / timed if timed else 0.0
+    remaining = len(combinations) - len(chunks[0])
+    if timed == 0 and remaining:
+        started = time.perf_counter()
+        rows[1] = [local.run(values) for values in chunks[1]]
+        each = (time.perf_counter() - started) / len(chunks[1])
+        remaining -= len(chunks[1])
+        if progress:
+            progress(len(chunks[1]))
+    workers = workers_worth_starting(each * remaining, jobs, startup_seconds)
+    todo = [index for index, done in enumerate(rows) if done is None]
+    if workers == 1:
+        for index in todo:
+            rows[index] = [local.run(values) for values in chunks[index]]
             if progress:
-                progress(len(chunk))
+                progress(len(chunks[index]))
     else:
         # Spawned, not forked: a fork of a process whose Polars thread pool is running can
         # deadlock in the child.
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=spawn, initializer=_start_worker, initargs=(job,)
+            max_workers=workers, mp_context=spawn, initializer=_start_worker, initargs=(job,)
         ) as pool:
             pending: dict[Future[list[dict[str, Any]]], int] = {
-                pool.submit(_run_chunk, chunk): index for index, chunk in enumerate(chunks)
+                pool.submit(_run_chunk, chunks[index]): index for index in todo
             }
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -184,7 +233,7 @@ def run_sweep(
         for chunk, results in zip(chunks, rows, strict=True)
         for values, metrics in zip(chunk, results or [], strict=True)
     ]
-    return pl.DataFrame(flat, infer_schema_length=None)
+    return SweepRun(pl.DataFrame(flat, infer_schema_length=None), workers)
 
 
 def heatmap_axes(results: pl.DataFrame, params: Sequence[str]) -> tuple[str, str] | None:
@@ -232,6 +281,6 @@ def sweep_heatmap_figure(
 def sweep_heatmap_html(
     results: pl.DataFrame, x: str, y: str, metric: str = "sharpe", *, title: str
 ) -> str:
-    """Return :func:`sweep_heatmap_figure` as one self-contained HTML page."""
+    """Return :func:`sweep_heatmap_figure` as one self-contained HTML page titled ``title``."""
     figure = sweep_heatmap_figure(results, x, y, metric, title=title)
-    return str(figure.to_html(include_plotlyjs=True, full_html=True))
+    return page(title, [("", figure_div(figure, "sweep-heatmap"))])

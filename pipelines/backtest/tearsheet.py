@@ -13,45 +13,34 @@ drawdowns and spikes stay visible; the page of a six-million-bar backtest stays 
 
 from __future__ import annotations
 
-import html
 import math
 from datetime import timedelta
-from functools import cache
 
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
 import polars as pl
-from plotly.offline import get_plotlyjs
 
 from pipelines.backtest.metrics import Metrics, drawdown, monthly_returns
+from pipelines.report_kit import (
+    CHART_HEIGHT,
+    LINE_COLOUR,
+    LOSS_COLOUR,
+    MUTED_COLOUR,
+    WIN_COLOUR,
+    chart_layout,
+    chart_note,
+    chart_times,
+    figure_div,
+    metric_grid,
+    page,
+)
 
 MAX_POINTS = 5000
 """Most points a line trace of the tearsheet carries."""
 MAX_SCATTER_TRADES = 20_000
 """Most trades the return-versus-duration scatter draws (an even sample beyond that)."""
 
-_WIN = "#2ca02c"
-_LOSS = "#d62728"
-_LINE = "#1f77b4"
-_BENCH = "#7f7f7f"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_CHART_HEIGHT = 380
-
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto;
-       max-width: 1200px; color: #222; }
-h1 { margin-bottom: 4px; }
-p.subtitle { color: #666; margin-top: 0; }
-h2 { margin-top: 32px; border-bottom: 1px solid #ddd; padding-bottom: 4px; font-size: 1.15em; }
-table.metrics { border-collapse: collapse; width: 100%; }
-table.metrics td { padding: 4px 10px; border-bottom: 1px solid #eee; }
-table.metrics td.label { color: #555; }
-table.metrics td.value { text-align: right; font-variant-numeric: tabular-nums;
-                         font-weight: 600; }
-.row { display: flex; flex-wrap: wrap; gap: 16px; }
-.row > div { flex: 1 1 480px; min-width: 0; }
-"""
 
 
 def downsample_minmax(
@@ -147,30 +136,20 @@ def tearsheet_html(
     )
     sections = [
         ("Metrics", _metrics_table(metrics)),
-        ("Equity", _div(figures["equity"], "equity")),
-        ("Drawdown", _div(figures["drawdown"], "drawdown")),
-        ("Monthly returns", _div(figures["monthly"], "monthly")),
+        ("Equity", figure_div(figures["equity"], "tearsheet-equity")),
+        ("Drawdown", figure_div(figures["drawdown"], "tearsheet-drawdown")),
+        ("Monthly returns", figure_div(figures["monthly"], "tearsheet-monthly")),
         (
             "Trades",
             '<div class="row"><div>'
-            + _div(figures["trade_pnl"], "trade-pnl")
+            + figure_div(figures["trade_pnl"], "tearsheet-trade-pnl")
             + "</div><div>"
-            + _div(figures["trade_scatter"], "trade-scatter")
+            + figure_div(figures["trade_scatter"], "tearsheet-trade-scatter")
             + "</div></div>",
         ),
-        ("Exposure", _div(figures["exposure"], "exposure")),
+        ("Exposure", figure_div(figures["exposure"], "tearsheet-exposure")),
     ]
-    body = "\n".join(f"<section><h2>{name}</h2>\n{content}</section>" for name, content in sections)
-    heading = f"<h1>{html.escape(title)}</h1>"
-    if subtitle:
-        heading += f'\n<p class="subtitle">{html.escape(subtitle)}</p>'
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n"
-        '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
-        f'<script type="text/javascript">{_plotly_js()}</script>\n'
-        f"</head>\n<body>\n{heading}\n{body}\n</body>\n</html>\n"
-    )
+    return page(title, sections, subtitle=subtitle)
 
 
 def tearsheet_figures(
@@ -188,7 +167,7 @@ def tearsheet_figures(
     The names are ``equity``, ``drawdown``, ``monthly``, ``trade_pnl``, ``trade_scatter`` and
     ``exposure``; the parameters are those of :func:`tearsheet_html`.
     """
-    times = _as_datetime(ts)
+    times = chart_times(ts)
     values = np.asarray(equity, dtype=np.float64)
     held = np.asarray(position, dtype=np.float64)
     for name, array in (("ts", times), ("position", held), ("benchmark", benchmark)):
@@ -206,73 +185,27 @@ def tearsheet_figures(
     }
 
 
-PAGE_STYLE = _STYLE
-"""The tearsheet's stylesheet, for other report pages that should look the same."""
-
-
-def plotly_js() -> str:
-    """Return Plotly's JavaScript, read once and then cached, for embedding in a page."""
-    return _plotly_js()
-
-
-def chart_layout(figure: go.Figure, *, y_title: str, x_title: str = "") -> go.Figure:
-    """Give ``figure`` the tearsheet's chart layout and axis titles, and return it."""
-    return _layout(figure, y_title=y_title, x_title=x_title)
-
-
-@cache
-def _plotly_js() -> str:
-    return get_plotlyjs()
-
-
-def _div(figure: go.Figure, name: str) -> str:
-    return pio.to_html(
-        figure,
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=f"tearsheet-{name}",
-        default_height=f"{_CHART_HEIGHT}px",
-        config={"displaylogo": False, "responsive": True},
-    )
-
-
-def _as_datetime(ts: np.ndarray) -> np.ndarray:
-    stamps = np.asarray(ts)
-    if stamps.dtype.kind in "iu":
-        stamps = stamps.astype("datetime64[ns]")
-    return stamps.astype("datetime64[ms]")
-
-
-def _layout(figure: go.Figure, *, y_title: str, x_title: str = "") -> go.Figure:
-    figure.update_layout(
-        template="plotly_white",
-        height=_CHART_HEIGHT,
-        margin={"l": 60, "r": 20, "t": 40, "b": 40},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        hovermode="x unified",
-    )
-    figure.update_yaxes(title_text=y_title)
-    if x_title:
-        figure.update_xaxes(title_text=x_title)
-    return figure
-
-
 def _equity_figure(
     times: np.ndarray, values: np.ndarray, initial_cash: float, benchmark: np.ndarray | None
 ) -> go.Figure:
     figure = go.Figure()
     x, y = downsample_minmax(times, values)
-    figure.add_trace(go.Scatter(x=x, y=y, name="strategy", line={"color": _LINE, "width": 1.5}))
+    figure.add_trace(
+        go.Scatter(x=x, y=y, name="strategy", line={"color": LINE_COLOUR, "width": 1.5})
+    )
     if benchmark is not None:
         bx, by = downsample_minmax(times, np.asarray(benchmark, dtype=np.float64))
         figure.add_trace(
             go.Scatter(
-                x=bx, y=by, name="buy and hold", line={"color": _BENCH, "width": 1, "dash": "dot"}
+                x=bx,
+                y=by,
+                name="buy and hold",
+                line={"color": MUTED_COLOUR, "width": 1, "dash": "dot"},
             )
         )
     figure.add_hline(y=initial_cash, line={"color": "#bbb", "width": 1})
     figure.update_layout(title_text="Equity curve (account currency)")
-    return _layout(figure, y_title="equity")
+    return chart_layout(figure, y_title="equity")
 
 
 def underwater_figure(
@@ -287,7 +220,7 @@ def underwater_figure(
             y=y,
             name="drawdown",
             fill="tozeroy",
-            line={"color": _LOSS, "width": 1},
+            line={"color": LOSS_COLOUR, "width": 1},
             hovertemplate="%{y:.2f}%",
         )
     )
@@ -304,7 +237,7 @@ def _drawdown_figure(
             f"longest {_span(metrics.max_drawdown_duration, metrics.max_drawdown_duration_ns)}"
         )
     )
-    return _layout(figure, y_title="drawdown (%)")
+    return chart_layout(figure, y_title="drawdown (%)")
 
 
 def _monthly_figure(times: np.ndarray, values: np.ndarray, initial_cash: float) -> go.Figure:
@@ -338,9 +271,9 @@ def _monthly_figure(times: np.ndarray, values: np.ndarray, initial_cash: float) 
         )
         figure.update_yaxes(autorange="reversed", type="category")
     figure.update_layout(title_text="Monthly returns (%)")
-    figure = _layout(figure, y_title="year")
+    figure = chart_layout(figure, y_title="year")
     figure.update_layout(
-        hovermode="closest", height=max(_CHART_HEIGHT, 80 + 28 * months.height // 12)
+        hovermode="closest", height=max(CHART_HEIGHT, 80 + 28 * months.height // 12)
     )
     return figure
 
@@ -362,8 +295,8 @@ def _pnl_figure(closed: pl.DataFrame) -> go.Figure:
         centres = (edges[:-1] + edges[1:]) / 2
         widths = np.diff(edges)
         for name, chosen, colour in (
-            ("winners", pnl[pnl > 0], _WIN),
-            ("losers", pnl[pnl <= 0], _LOSS),
+            ("winners", pnl[pnl > 0], WIN_COLOUR),
+            ("losers", pnl[pnl <= 0], LOSS_COLOUR),
         ):
             counts, _ = np.histogram(chosen, bins=edges)
             figure.add_trace(
@@ -378,9 +311,9 @@ def _pnl_figure(closed: pl.DataFrame) -> go.Figure:
                 )
             )
     else:
-        _no_data(figure, "no closed trades")
+        chart_note(figure, "no closed trades")
     figure.update_layout(title_text="Trade profit and loss distribution", barmode="overlay")
-    figure = _layout(figure, y_title="trades", x_title="pnl (account currency)")
+    figure = chart_layout(figure, y_title="trades", x_title="pnl (account currency)")
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -389,19 +322,19 @@ def _scatter_figure(closed: pl.DataFrame) -> go.Figure:
     figure = go.Figure()
     needed = {"return", "entry_ts", "exit_ts"}
     if closed.height == 0 or not needed <= set(closed.columns):
-        _no_data(figure, "no closed trades")
+        chart_note(figure, "no closed trades")
         figure.update_layout(title_text="Trade return vs duration")
-        return _layout(figure, y_title="return (%)")
+        return chart_layout(figure, y_title="return (%)")
     returns = closed["return"].cast(pl.Float64).to_numpy() * 100.0
-    entry = _as_datetime(closed["entry_ts"].to_numpy()).astype(np.int64)
-    exit_ = _as_datetime(closed["exit_ts"].to_numpy()).astype(np.int64)
+    entry = chart_times(closed["entry_ts"].to_numpy()).astype(np.int64)
+    exit_ = chart_times(closed["exit_ts"].to_numpy()).astype(np.int64)
     hours = (exit_ - entry) / 3_600_000.0
     unit, scale = ("days", 24.0) if np.nanmedian(hours) >= 48 else ("hours", 1.0)
     duration = hours / scale
     stride = max(1, math.ceil(returns.size / MAX_SCATTER_TRADES))
     sample = np.arange(0, returns.size, stride)
     wins = closed["pnl"].cast(pl.Float64).to_numpy()[sample] > 0
-    for name, mask, colour in (("winners", wins, _WIN), ("losers", ~wins, _LOSS)):
+    for name, mask, colour in (("winners", wins, WIN_COLOUR), ("losers", ~wins, LOSS_COLOUR)):
         figure.add_trace(
             go.Scatter(
                 x=duration[sample][mask],
@@ -414,7 +347,7 @@ def _scatter_figure(closed: pl.DataFrame) -> go.Figure:
         )
     note = f" ({sample.size:,} of {returns.size:,} trades)" if stride > 1 else ""
     figure.update_layout(title_text=f"Trade return vs duration{note}")
-    figure = _layout(figure, y_title="return (%)", x_title=f"duration ({unit})")
+    figure = chart_layout(figure, y_title="return (%)", x_title=f"duration ({unit})")
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -427,19 +360,13 @@ def _exposure_figure(times: np.ndarray, held: np.ndarray, metrics: Metrics) -> g
             y=y,
             name="position",
             fill="tozeroy",
-            line={"color": _LINE, "width": 1, "shape": "hv"},
+            line={"color": LINE_COLOUR, "width": 1, "shape": "hv"},
         )
     )
     figure.update_layout(
         title_text=f"Position over time · in the market {_pct(metrics.exposure)} of bars"
     )
-    return _layout(figure, y_title="position (units)")
-
-
-def _no_data(figure: go.Figure, text: str) -> None:
-    figure.add_annotation(
-        text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 16}
-    )
+    return chart_layout(figure, y_title="position (units)")
 
 
 def _pct(value: float) -> str:
@@ -492,12 +419,4 @@ def _metrics_table(metrics: Metrics) -> str:
         ("From", start),
         ("To", end),
     ]
-    per_row = 4
-    rows = []
-    for i in range(0, len(cells), per_row):
-        tds = "".join(
-            f'<td class="label">{html.escape(label)}</td><td class="value">{html.escape(value)}</td>'
-            for label, value in cells[i : i + per_row]
-        )
-        rows.append(f"<tr>{tds}</tr>")
-    return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
+    return metric_grid(cells)

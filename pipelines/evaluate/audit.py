@@ -27,6 +27,7 @@ import polars as pl
 
 from pipelines.evaluate import stats
 from pipelines.evaluate.dataset import Floats, ResearchData
+from pipelines.evaluate.summary import AuditRecord
 
 AUDIT_LEVEL = 0.99
 
@@ -144,6 +145,10 @@ class AuditResult:
     def as_dict(self) -> dict[str, Any]:
         """Return the audit as JSON-ready values."""
         return {"passed": self.passed, "controls": [c.as_dict() for c in self.controls]}
+
+    def record(self) -> AuditRecord:
+        """Return the audit as it leaves the engine."""
+        return AuditRecord.model_validate(self.as_dict())
 
 
 Runner = Callable[[str, ResearchData], tuple[Floats, Floats]]

@@ -5,9 +5,9 @@ PSR, DSR, PBO, Newey–West, SPA, gross of costs, candidate models), a forest ch
 intervals, the out-of-sample equity after and before costs with the folds' test windows shaded
 (walk-forward only: CPCV test sets overlap in time), for CPCV the distribution of the backtest
 paths' Sharpe ratios, the drawdown, a table and a chart of the folds, the feature importances
-and, when given, the leakage audit. It looks like the backtest tearsheet and, like it, embeds
-Plotly's script once and thins long series with :func:`downsample_minmax`, so it opens offline
-and stays a few megabytes for millions of bars.
+and, when given, the leakage audit. Like the backtest tearsheet it is built from
+:mod:`pipelines.report_kit`, embeds Plotly's script once and thins long series with
+:func:`downsample_minmax`, so it opens offline and stays a few megabytes for millions of bars.
 
 Every figure is read from the job's JSON summary (see
 :meth:`pipelines.evaluate.walkforward.WalkForwardResult.summary`); any of them may be missing
@@ -26,14 +26,22 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
 
-from pipelines.backtest.tearsheet import (
-    PAGE_STYLE,
+from pipelines.backtest.tearsheet import downsample_minmax, underwater_figure
+from pipelines.report_kit import (
+    CHART_HEIGHT,
+    LINE_COLOUR,
+    LOSS_COLOUR,
+    MUTED_COLOUR,
+    WIN_COLOUR,
+    Column,
     chart_layout,
-    downsample_minmax,
-    plotly_js,
-    underwater_figure,
+    chart_note,
+    chart_times,
+    figure_div,
+    metric_grid,
+    page,
+    table,
 )
 
 TOP_FEATURES = 25
@@ -42,36 +50,8 @@ MAX_LABELLED_FOLDS = 24
 """Most fold windows labelled with their number on the equity chart."""
 
 _NA = "n/a"
-_WIN = "#2ca02c"
-_LOSS = "#d62728"
-_LINE = "#1f77b4"
-_GROSS = "#7f7f7f"
 _CANDIDATE = "#9467bd"
 _SHADES = ("#1f77b4", "#ff7f0e")
-_CHART_HEIGHT = 380
-
-_STYLE = (
-    PAGE_STYLE
-    + """
-p.meta { color: #555; margin: 2px 0 0; }
-p.headline { font-size: 1.05em; margin: 8px 0 16px; }
-p.headline span.figure { font-size: 2.1em; font-weight: 700; margin-right: 6px; }
-h3 { font-size: 1em; margin: 20px 0 6px; color: #444; }
-div.scroll { overflow-x: auto; }
-table.data { border-collapse: collapse; width: 100%; font-size: 0.88em; }
-table.data th, table.data td { padding: 3px 8px; border-bottom: 1px solid #eee;
-                               text-align: right; font-variant-numeric: tabular-nums;
-                               white-space: nowrap; }
-table.data th { color: #555; border-bottom: 1px solid #ccc; }
-table.data th.text, table.data td.text { text-align: left; }
-table.data td.params { text-align: left; white-space: normal; font-family: ui-monospace,
-                       monospace; font-size: 0.95em; min-width: 180px; }
-table.data tr.pass td.verdict, p.verdict.pass { color: #2ca02c; font-weight: 700; }
-table.data tr.fail td.verdict, p.verdict.fail { color: #d62728; font-weight: 700; }
-table.data tr.fail { background: #fdf0f0; }
-p.note { color: #777; font-style: italic; }
-"""
-)
 
 
 def walkforward_report_html(
@@ -139,7 +119,7 @@ def walkforward_report_html(
     ]
     if audit is not None:
         sections.append(("Leakage audit", _audit_block(audit)))
-    return _page(title, subtitle, sections, meta=_meta_line(summary))
+    return page(title, sections, subtitle=subtitle, meta=_meta_line(summary))
 
 
 def walkforward_figures(
@@ -205,7 +185,7 @@ def equity_figure_html(
         ("Equity", _div(_equity_figure(summary, times, values, gross, initial_cash), "equity")),
         ("Drawdown", _div(_drawdown_figure(times, values, initial_cash), "drawdown")),
     ]
-    return _page(title, subtitle, sections)
+    return page(title, sections, subtitle=subtitle)
 
 
 def importance_figure_html(
@@ -234,7 +214,7 @@ def importance_figure_html(
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     figures = {"importance": _importance_figure(importance, top)} if importance else {}
-    return _page(title, subtitle, [("Feature importance", _importance_block(figures))])
+    return page(title, [("Feature importance", _importance_block(figures))], subtitle=subtitle)
 
 
 # --- reading the summary -------------------------------------------------------------------
@@ -358,60 +338,8 @@ def _names(value: object) -> str:
 # --- HTML ----------------------------------------------------------------------------------
 
 
-def _page(title: str, subtitle: str, sections: list[tuple[str, str]], meta: str = "") -> str:
-    heading = f"<h1>{html.escape(title)}</h1>"
-    if subtitle:
-        heading += f'\n<p class="subtitle">{html.escape(subtitle)}</p>'
-    if meta:
-        heading += f'\n<p class="meta">{html.escape(meta)}</p>'
-    body = "\n".join(f"<section><h2>{name}</h2>\n{content}</section>" for name, content in sections)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n"
-        '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
-        f'<script type="text/javascript">{plotly_js()}</script>\n'
-        f"</head>\n<body>\n{heading}\n{body}\n</body>\n</html>\n"
-    )
-
-
 def _div(figure: go.Figure, name: str) -> str:
-    height = figure.layout.height or _CHART_HEIGHT
-    return pio.to_html(
-        figure,
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=f"walkforward-{name}",
-        default_height=f"{height}px",
-        config={"displaylogo": False, "responsive": True},
-    )
-
-
-def _table(
-    header: Sequence[tuple[str, str]],
-    rows: Sequence[Sequence[tuple[str, str]]],
-    *,
-    row_classes: Sequence[str] = (),
-    table_class: str = "data",
-) -> str:
-    # Cells are (plain text, css class); the text is escaped here.
-    head = "".join(
-        f'<th class="{css}">{html.escape(text)}</th>' if css else f"<th>{html.escape(text)}</th>"
-        for text, css in header
-    )
-    lines = []
-    for i, row in enumerate(rows):
-        cells = "".join(
-            f'<td class="{css}">{html.escape(text)}</td>'
-            if css
-            else f"<td>{html.escape(text)}</td>"
-            for text, css in row
-        )
-        css = row_classes[i] if i < len(row_classes) else ""
-        lines.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
-    return (
-        f'<div class="scroll"><table class="{table_class}">\n<thead><tr>{head}</tr></thead>\n'
-        "<tbody>\n" + "\n".join(lines) + "\n</tbody></table></div>"
-    )
+    return figure_div(figure, f"walkforward-{name}")
 
 
 def _meta_line(summary: Mapping[str, Any]) -> str:
@@ -462,18 +390,7 @@ def _headline(summary: Mapping[str, Any]) -> str:
         ("Total return gross", _pct(_get(oos, "gross", "total_return"))),
         ("SPA models", _names(_get(oos, "spa", "models"))),
     ]
-    return lead + "\n" + _cells_table(cells) + "\n" + _candidates_block(summary)
-
-
-def _cells_table(cells: Sequence[tuple[str, str]], per_row: int = 4) -> str:
-    rows = []
-    for i in range(0, len(cells), per_row):
-        tds = "".join(
-            f'<td class="label">{html.escape(label)}</td><td class="value">{html.escape(value)}</td>'
-            for label, value in cells[i : i + per_row]
-        )
-        rows.append(f"<tr>{tds}</tr>")
-    return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
+    return lead + "\n" + metric_grid(cells) + "\n" + _candidates_block(summary)
 
 
 def _candidates_block(summary: Mapping[str, Any]) -> str:
@@ -481,26 +398,35 @@ def _candidates_block(summary: Mapping[str, Any]) -> str:
     heading = "<h3>Candidate models (Sharpe, annualized, after costs)</h3>\n"
     if not isinstance(candidates, Mapping) or not candidates:
         return heading + '<p class="note">no candidate models</p>'
-    rows = [[(str(name), "text"), (_ratio(value), "")] for name, value in candidates.items()]
-    return heading + _table([("Model", "text"), ("Sharpe", "")], rows)
+    rows = [[str(name), _ratio(value)] for name, value in candidates.items()]
+    return heading + table([Column("Model"), Column("Sharpe", "number")], rows)
 
 
-_FOLD_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Fold", ""),
-    ("Train", "text"),
-    ("Test", "text"),
-    ("Train rows", ""),
-    ("Test rows", ""),
-    ("Trials", ""),
-    ("Sharpe", ""),
-    ("Return", ""),
-    ("AUC", ""),
-    ("Log-loss", ""),
-    ("Accuracy", ""),
-    ("Brier", ""),
-    ("ECE", ""),
-    ("PBO", ""),
-    ("Best params", "text"),
+_FOLD_COLUMNS = (
+    Column("Fold", "number"),
+    Column("Train"),
+    Column("Test"),
+    Column("Train rows", "number"),
+    Column("Test rows", "number"),
+    Column("Trials", "number"),
+    Column("Sharpe", "number"),
+    Column("Return", "number"),
+    Column("AUC", "number"),
+    Column("Log-loss", "number"),
+    Column("Accuracy", "number"),
+    Column("Brier", "number"),
+    Column("ECE", "number"),
+    Column("PBO", "number"),
+    Column("Best params", "code"),
+)
+_AUDIT_COLUMNS = (
+    Column("Control"),
+    Column("Verdict", "status"),
+    Column("Gross Sharpe", "number"),
+    Column("Gross 99% interval", "number"),
+    Column("After-cost Sharpe", "number"),
+    Column("After-cost 99% interval", "number"),
+    Column("Reason"),
 )
 
 
@@ -509,32 +435,32 @@ def _fold_table(summary: Mapping[str, Any]) -> str:
     if not folds:
         return '<p class="note">no folds</p>'
     groups = any(fold.get("test_groups") for fold in folds)
-    header = list(_FOLD_COLUMNS)
+    columns = list(_FOLD_COLUMNS)
     if groups:
-        header.insert(1, ("Test groups", "text"))
+        columns.insert(1, Column("Test groups"))
     rows = []
     for fold in folds:
         row = [
-            (_NA if fold.get("fold") is None else str(fold["fold"]), ""),
-            (_span(fold.get("train_start"), fold.get("train_end")), "text"),
-            (_span(fold.get("test_start"), fold.get("test_end")), "text"),
-            (_count(fold.get("train_rows")), ""),
-            (_count(fold.get("test_rows")), ""),
-            (_count(fold.get("n_trials")), ""),
-            (_ratio(fold.get("sharpe")), ""),
-            (_pct(fold.get("total_return")), ""),
-            (_prob(fold.get("auc")), ""),
-            (_prob(fold.get("logloss")), ""),
-            (_prob(fold.get("accuracy")), ""),
-            (_prob(fold.get("brier")), ""),
-            (_prob(fold.get("ece")), ""),
-            (_prob(fold.get("pbo")), ""),
-            (_params(fold.get("params")), "params"),
+            _NA if fold.get("fold") is None else str(fold["fold"]),
+            _span(fold.get("train_start"), fold.get("train_end")),
+            _span(fold.get("test_start"), fold.get("test_end")),
+            _count(fold.get("train_rows")),
+            _count(fold.get("test_rows")),
+            _count(fold.get("n_trials")),
+            _ratio(fold.get("sharpe")),
+            _pct(fold.get("total_return")),
+            _prob(fold.get("auc")),
+            _prob(fold.get("logloss")),
+            _prob(fold.get("accuracy")),
+            _prob(fold.get("brier")),
+            _prob(fold.get("ece")),
+            _prob(fold.get("pbo")),
+            _params(fold.get("params")),
         ]
         if groups:
-            row.insert(1, (_names(fold.get("test_groups")), "text"))
+            row.insert(1, _names(fold.get("test_groups")))
         rows.append(row)
-    return _table(header, rows, table_class="data folds")
+    return table(columns, rows, css="folds")
 
 
 def _importance_block(figures: Mapping[str, go.Figure]) -> str:
@@ -555,15 +481,6 @@ def _audit_block(audit: Mapping[str, Any]) -> str:
     controls = audit.get("controls")
     if not isinstance(controls, Sequence) or isinstance(controls, str) or not controls:
         return banner + '\n<p class="note">no controls</p>'
-    header = [
-        ("Control", "text"),
-        ("Verdict", "text"),
-        ("Gross Sharpe", ""),
-        ("Gross 99% interval", ""),
-        ("After-cost Sharpe", ""),
-        ("After-cost 99% interval", ""),
-        ("Reason", "text"),
-    ]
     rows, classes = [], []
     for control in controls:
         if not isinstance(control, Mapping):
@@ -572,16 +489,16 @@ def _audit_block(audit: Mapping[str, Any]) -> str:
         classes.append("pass" if ok is True else "fail" if ok is False else "")
         rows.append(
             [
-                (_NA if control.get("control") is None else str(control["control"]), "text"),
-                ("passed" if ok is True else "failed" if ok is False else _NA, "verdict"),
-                (_ratio(control.get("gross_sharpe")), ""),
-                (_interval(control.get("gross_sharpe_ci_99")), ""),
-                (_ratio(control.get("net_sharpe")), ""),
-                (_interval(control.get("net_sharpe_ci_99")), ""),
-                (_NA if control.get("reason") is None else str(control["reason"]), "text"),
+                _NA if control.get("control") is None else str(control["control"]),
+                "passed" if ok is True else "failed" if ok is False else _NA,
+                _ratio(control.get("gross_sharpe")),
+                _interval(control.get("gross_sharpe_ci_99")),
+                _ratio(control.get("net_sharpe")),
+                _interval(control.get("net_sharpe_ci_99")),
+                _NA if control.get("reason") is None else str(control["reason"]),
             ]
         )
-    return banner + "\n" + _table(header, rows, row_classes=classes, table_class="data audit")
+    return banner + "\n" + table(_AUDIT_COLUMNS, rows, css="audit", row_classes=classes)
 
 
 # --- charts --------------------------------------------------------------------------------
@@ -590,10 +507,7 @@ def _audit_block(audit: Mapping[str, Any]) -> str:
 def _series(
     ts: np.ndarray, equity: np.ndarray, gross_returns: np.ndarray | None, initial_cash: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    stamps = np.asarray(ts)
-    if stamps.dtype.kind in "iu":
-        stamps = stamps.astype("datetime64[ns]")
-    times = stamps.astype("datetime64[ms]")
+    times = chart_times(ts)
     values = np.asarray(equity, dtype=np.float64)
     if len(times) != len(values):
         msg = f"ts has {len(times)} values but equity has {len(values)}: give one time per bar"
@@ -610,18 +524,6 @@ def _series(
     return times, values, initial_cash * np.cumprod(1.0 + gross)
 
 
-def _note(figure: go.Figure, text: str) -> None:
-    figure.add_annotation(
-        text=html.escape(text),
-        showarrow=False,
-        xref="paper",
-        yref="paper",
-        x=0.5,
-        y=0.5,
-        font={"size": 16},
-    )
-
-
 def _closest(figure: go.Figure) -> go.Figure:
     figure.update_layout(hovermode="closest")
     return figure
@@ -631,12 +533,12 @@ def _interval_figure(summary: Mapping[str, Any]) -> go.Figure:
     oos = _get(summary, "oos")
     level = _level(_get(oos, "ci_level"))
     rows = [
-        ("after costs", _real(_get(oos, "sharpe")), _pair(_get(oos, "sharpe_ci")), _LINE),
+        ("after costs", _real(_get(oos, "sharpe")), _pair(_get(oos, "sharpe_ci")), LINE_COLOUR),
         (
             "gross of costs",
             _real(_get(oos, "gross", "sharpe")),
             _pair(_get(oos, "gross", "sharpe_ci")),
-            _GROSS,
+            MUTED_COLOUR,
         ),
     ]
     candidates = _get(oos, "candidates")
@@ -705,7 +607,9 @@ def _equity_figure(
 ) -> go.Figure:
     figure = go.Figure()
     x, y = downsample_minmax(times, values)
-    figure.add_trace(go.Scatter(x=x, y=y, name="after costs", line={"color": _LINE, "width": 1.5}))
+    figure.add_trace(
+        go.Scatter(x=x, y=y, name="after costs", line={"color": LINE_COLOUR, "width": 1.5})
+    )
     if gross is not None:
         gx, gy = downsample_minmax(times, gross)
         figure.add_trace(
@@ -713,7 +617,7 @@ def _equity_figure(
                 x=gx,
                 y=gy,
                 name="gross of costs",
-                line={"color": _GROSS, "width": 1, "dash": "dot"},
+                line={"color": MUTED_COLOUR, "width": 1, "dash": "dot"},
             )
         )
     figure.add_hline(y=initial_cash, line={"color": "#bbb", "width": 1})
@@ -732,7 +636,7 @@ def _equity_figure(
             annotation_font={"size": 10, "color": "#888"},
         )
     if not len(values):
-        _note(figure, "no out-of-sample bars")
+        chart_note(figure, "no out-of-sample bars")
     shaded = " · shaded: the folds' test windows" if windows else ""
     figure.update_layout(title_text=f"Out-of-sample equity (account currency){shaded}")
     return chart_layout(figure, y_title="equity")
@@ -745,7 +649,7 @@ def _drawdown_figure(times: np.ndarray, values: np.ndarray, initial_cash: float)
         figure.update_layout(title_text=f"Drawdown (underwater) · max {finite.min():.2f}%")
     else:
         figure.update_layout(title_text="Drawdown (underwater)")
-        _note(figure, "no out-of-sample bars")
+        chart_note(figure, "no out-of-sample bars")
     return chart_layout(figure, y_title="drawdown (%)")
 
 
@@ -756,7 +660,7 @@ def _fold_sharpe_figure(summary: Mapping[str, Any]) -> go.Figure:
         labels = [html.escape(f"fold {fold.get('fold', i)}") for i, fold in enumerate(folds)]
         sharpes = [_real(fold.get("sharpe")) for fold in folds]
         returns = [_pct(fold.get("total_return")) for fold in folds]
-        colours = [_LOSS if s is not None and s < 0 else _WIN for s in sharpes]
+        colours = [LOSS_COLOUR if s is not None and s < 0 else WIN_COLOUR for s in sharpes]
         figure.add_trace(
             go.Bar(
                 x=labels,
@@ -781,7 +685,7 @@ def _fold_sharpe_figure(summary: Mapping[str, Any]) -> go.Figure:
                 font={"size": 11, "color": "#888"},
             )
     else:
-        _note(figure, "no folds")
+        chart_note(figure, "no folds")
     figure.add_hline(y=0.0, line={"color": "#444", "width": 1})
     figure.update_layout(title_text="Sharpe ratio per fold (annualized, out of sample)")
     return _closest(chart_layout(figure, y_title="Sharpe ratio"))
@@ -798,7 +702,7 @@ def _paths_figure(paths: object) -> go.Figure:
             go.Histogram(
                 x=sharpes,
                 nbinsx=int(min(40, max(5, sharpes.size))),
-                marker={"color": _LINE},
+                marker={"color": LINE_COLOUR},
                 opacity=0.75,
                 name="paths",
                 hovertemplate="Sharpe %{x}: %{y} paths<extra></extra>",
@@ -815,10 +719,10 @@ def _paths_figure(paths: object) -> go.Figure:
             )
         )
         median = float(np.median(sharpes))
-        figure.add_vline(x=median, line={"color": _LINE, "width": 1, "dash": "dot"})
+        figure.add_vline(x=median, line={"color": LINE_COLOUR, "width": 1, "dash": "dot"})
         title += f" · median {median:.2f}, {np.mean(sharpes > 0) * 100:.0f}% above 0"
     else:
-        _note(figure, "no path with a Sharpe ratio")
+        chart_note(figure, "no path with a Sharpe ratio")
     if missing:
         title += f" · {missing} n/a"
     figure.add_vline(x=0.0, line={"color": "#444", "width": 1, "dash": "dash"})
@@ -839,7 +743,7 @@ def _importance_figure(importance: Mapping[str, float], top: int = TOP_FEATURES)
             x=values,
             y=names,
             orientation="h",
-            marker={"color": _LINE},
+            marker={"color": LINE_COLOUR},
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
             showlegend=False,
         )
@@ -848,5 +752,5 @@ def _importance_figure(importance: Mapping[str, float], top: int = TOP_FEATURES)
     figure.update_layout(title_text=f"Feature importance ({shown}, normalized)")
     figure = _closest(chart_layout(figure, y_title="", x_title="importance (share)"))
     figure.update_yaxes(autorange="reversed", automargin=True, type="category")
-    figure.update_layout(height=max(_CHART_HEIGHT, 100 + 22 * len(chosen)))
+    figure.update_layout(height=max(CHART_HEIGHT, 100 + 22 * len(chosen)))
     return figure

@@ -31,6 +31,7 @@ import numpy as np
 
 from core.errors import UsageError
 from core.ports import NullTracker, RunTracker
+from core.times import iso_z
 from models.learners.registry import make_learner
 from pipelines.backtest.metrics import Metrics, performance
 from pipelines.evaluate import stats
@@ -43,7 +44,8 @@ from pipelines.evaluate.splits import (
     group_bounds,
     walk_forward_splits,
 )
-from pipelines.train.config import WalkForwardConfig
+from pipelines.evaluate.summary import FoldRecord, OosStatistics, TrialCounts, WalkForwardFigures
+from pipelines.train.config import Scheme, WalkForwardConfig
 from pipelines.train.tuning import (
     StorageFactory,
     TradeContext,
@@ -181,29 +183,25 @@ class FoldSummary:
     pbo: float | None
     seconds: float
 
-    def as_dict(self, bars_per_year: float) -> dict[str, Any]:
-        """Return the fold as JSON-ready values (annualized Sharpe)."""
-        return {
-            "fold": self.fold,
-            "test_groups": list(self.test_groups),
-            "train_rows": self.train_rows,
-            "test_rows": self.test_rows,
-            "train_start": _iso(self.train_start),
-            "train_end": _iso(self.train_end),
-            "test_start": _iso(self.test_start),
-            "test_end": _iso(self.test_end),
-            "params": self.params,
-            "n_trials": self.n_trials,
-            "sharpe": _finite(self.sharpe * math.sqrt(bars_per_year)),
-            "total_return": _finite(self.total_return),
-            **self.classification.as_dict(),
-            "pbo": self.pbo,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    def record(self, bars_per_year: float) -> FoldRecord:
+        """Return the fold's figures (annualized Sharpe) as they leave the engine."""
+        return FoldRecord(
+            fold=self.fold,
+            test_groups=self.test_groups,
+            train_rows=self.train_rows,
+            test_rows=self.test_rows,
+            train_start=iso_z(self.train_start),
+            train_end=iso_z(self.train_end),
+            test_start=iso_z(self.test_start),
+            test_end=iso_z(self.test_end),
+            params=self.params,
+            n_trials=self.n_trials,
+            sharpe=_finite(self.sharpe * math.sqrt(bars_per_year)),
+            total_return=_finite(self.total_return),
+            **self.classification.as_dict(),  # type: ignore[arg-type]
+            pbo=self.pbo,
+            seconds=round(self.seconds, 3),
+        )
 
 
 def _finite(value: float | None) -> float | None:
@@ -237,27 +235,25 @@ class WalkForwardResult:
     seconds: float = 0.0
     path_sharpes: list[float] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
-        """Return the JSON summary: ``oos``, ``folds``, trials and (CPCV) ``pbo``."""
+    def summary(self) -> WalkForwardFigures:
+        """Return the job's figures: ``oos``, ``folds``, trials and (CPCV) ``pbo`` and paths."""
         per_year = self.metrics.bars_per_year
-        out: dict[str, Any] = {
-            "scheme": self.scheme,
-            "model": self.config.model,
-            "oos": self.statistics,
-            "folds": [f.as_dict(per_year) for f in self.folds],
-            "trials": {
-                "total": self.n_trials,
-                "sharpe_variance": _finite(self.trial_sharpe_variance),
-                "per_fold": self.config.tuning.trials,
-            },
-            "mlflow_run_id": self.parent_run_id,
-            "seconds": round(self.seconds, 3),
-        }
         pbos = [f.pbo for f in self.folds if f.pbo is not None]
-        out["pbo"] = float(np.mean(pbos)) if pbos else None
-        if self.path_sharpes:
-            out["paths"] = [_finite(s) for s in self.path_sharpes]
-        return out
+        return WalkForwardFigures(
+            scheme=self.scheme,
+            model=self.config.model,
+            oos=OosStatistics.model_validate(self.statistics),
+            folds=tuple(f.record(per_year) for f in self.folds),
+            trials=TrialCounts(
+                total=self.n_trials,
+                sharpe_variance=_finite(self.trial_sharpe_variance),
+                per_fold=self.config.tuning.trials,
+            ),
+            mlflow_run_id=self.parent_run_id,
+            seconds=round(self.seconds, 3),
+            pbo=float(np.mean(pbos)) if pbos else None,
+            paths=tuple(_finite(s) for s in self.path_sharpes) if self.path_sharpes else None,
+        )
 
 
 def plan_splits(data: ResearchData, config: WalkForwardConfig, embargo: int) -> list[Split]:
@@ -275,7 +271,7 @@ def plan_splits(data: ResearchData, config: WalkForwardConfig, embargo: int) -> 
         data.ts,
         data.label_end,
         n_folds=split.folds,
-        scheme=split.scheme,
+        scheme="anchored" if split.scheme == Scheme.ANCHORED else "rolling",
         train_bars=split.train_bars,
         test_bars=split.test_bars,
         embargo_bars=embargo,
@@ -742,7 +738,7 @@ def _track_folds(
         run = tracker.start_run(
             f"fold {fold.fold}", parent_id=parent_id, tags={"solodesk.kind": "fold"}
         )
-        record = fold.as_dict(per_year)
+        record = fold.record(per_year).model_dump()
         tracker.log_params(
             run,
             {

@@ -21,7 +21,7 @@ import polars as pl
 from core.clocks import BROKER, UTC, Clock, parse_clock
 from core.errors import DataError, UsageError
 from core.timeframes import Timeframe, parse_timeframe
-from core.types import Side, VolumeKind
+from core.types import Side, SourceFormat, VolumeKind
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 FRAME_SCHEMA: dict[str, pl.DataType] = {
@@ -74,7 +74,7 @@ class ParsedSource:
         return replace(self, frame=frame)
 
 
-FORMATS = ("mt4-csv", "hst", "histdata", "csv", "lean", "parquet")
+FORMATS = tuple(f.value for f in SourceFormat)
 
 
 def detect_format(source: RawSource) -> str:

@@ -7,14 +7,30 @@ a raw dictionary.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.errors import UsageError, options_error
 from pipelines.backtest.config import BacktestConfig
 
-Scheme = Literal["rolling", "anchored", "cpcv"]
-Objective = Literal["logloss", "sharpe"]
+
+class Scheme(StrEnum):
+    """How rows are cut into windows: rolling or anchored walk-forward, or CPCV."""
+
+    ROLLING = "rolling"
+    ANCHORED = "anchored"
+    CPCV = "cpcv"
+
+
+class Objective(StrEnum):
+    """What tuning optimizes: the inner folds' log-loss, or the rule's Sharpe after costs."""
+
+    LOGLOSS = "logloss"
+    SHARPE = "sharpe"
+
 
 #: Training rows per LightGBM thread when the thread count is left to the job.
 ROWS_PER_THREAD = 5_000
@@ -31,7 +47,7 @@ class SplitConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    scheme: Scheme = "rolling"
+    scheme: Scheme = Scheme.ROLLING
     folds: int = Field(default=5, ge=1, le=200)
     train_bars: int | None = Field(default=None, ge=100)
     test_bars: int | None = Field(default=None, ge=20)
@@ -59,7 +75,7 @@ class TuningConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     trials: int = Field(default=20, ge=0, le=10_000)
-    objective: Objective = "logloss"
+    objective: Objective = Objective.LOGLOSS
     inner_folds: int = Field(default=3, ge=2, le=10)
     pruning: bool = True
     workers_per_study: int = Field(default=1, ge=1, le=64)
@@ -133,3 +149,98 @@ class WalkForwardConfig(BaseModel):
             return self.threads
         share = max(1, (os.cpu_count() or 1) // self.jobs)
         return max(1, min(share, rows // ROWS_PER_THREAD))
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        model: str = "lightgbm",
+        model_params: Mapping[str, str] | None = None,
+        trials: int = 20,
+        objective: Objective = Objective.LOGLOSS,
+        scheme: Scheme = Scheme.ROLLING,
+        folds: int = 5,
+        groups: int = 6,
+        test_groups: int = 2,
+        train_bars: int | None = None,
+        test_bars: int | None = None,
+        upper: float = 0.55,
+        lower: float = 0.45,
+        long_only: bool = False,
+        regime: bool = False,
+        regime_gate: str | None = None,
+        spread: str | float = 1.0,
+        fees: float = 0.0,
+        commission: float = 0.0,
+        slippage: float = 0.0,
+        jobs: int = 1,
+        trial_workers: int = 1,
+        threads: int | None = None,
+        seed: int = 0,
+        n_boot: int = 1000,
+    ) -> WalkForwardConfig:
+        """Return the research configuration the command-line options describe, checked.
+
+        ``model_params`` are fixed learner parameters as text (``true``/``false``, numbers,
+        else strings); ``regime_gate`` lists the regimes traded (``0`` or ``0,1``) and implies
+        ``regime``; ``long_only`` goes flat instead of short below ``lower``. The trades are
+        sized at the whole equity (``fraction:1``), filled at the close, with the given costs.
+
+        Raises
+        ------
+        UsageError
+            Naming the rejected option and why.
+        """
+        from models.learners.registry import learner_names  # scikit-learn: a second to import
+
+        if model not in learner_names():
+            raise UsageError(f"--model {model!r}: choose one of {', '.join(learner_names())}")
+        allowed = None
+        if regime_gate is not None:
+            try:
+                allowed = tuple(int(x) for x in regime_gate.split(",") if x.strip())
+            except ValueError:
+                msg = f"--regime-gate {regime_gate!r}: list regimes, e.g. 0 or 0,1"
+                raise UsageError(msg) from None
+        backtest = BacktestConfig.from_options(
+            fees=fees, commission=commission, slippage=slippage, spread=spread,
+            sizing="fraction:1",
+        )  # fmt: skip
+        try:
+            return cls(
+                model=model,
+                params={k: _typed(v) for k, v in (model_params or {}).items()},
+                split=SplitConfig(
+                    scheme=scheme,
+                    folds=folds,
+                    groups=groups,
+                    test_groups=test_groups,
+                    train_bars=train_bars,
+                    test_bars=test_bars,
+                ),
+                tuning=TuningConfig(
+                    trials=trials, objective=objective, workers_per_study=trial_workers
+                ),
+                rule=RuleConfig(upper=upper, lower=lower, allow_short=not long_only),
+                regime=RegimeConfig(allowed=allowed) if (regime or allowed is not None) else None,
+                backtest=backtest,
+                stats=StatsConfig(n_boot=n_boot),
+                seed=seed,
+                threads=threads,
+                jobs=jobs,
+            )
+        except ValidationError as exc:
+            raise options_error("walk-forward", exc) from None
+
+
+def _typed(text: str) -> Any:
+    """Return a learner parameter given as text as a bool, int or float when it is one."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text

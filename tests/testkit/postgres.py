@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
+from testkit.services import service_missing
 
 POSTGRES_ENV = "SOLODESK_TEST_POSTGRES"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -32,12 +32,16 @@ def _connect(url: str) -> object:
 
 
 def require_postgres() -> str:
-    """Return the server URL, or skip the test with the reason when it cannot be reached."""
+    """Return the server URL, or skip the test with the reason when it cannot be reached (fail
+    it when ``SOLODESK_REQUIRE_SERVICES`` names ``postgres``)."""
     url = server_url()
     try:
         connection = _connect(url)
     except Exception as exc:  # any connection failure means: no server for this run
-        pytest.skip(f"PostgreSQL not reachable at {url} ({type(exc).__name__}); set {POSTGRES_ENV}")
+        service_missing(
+            "postgres",
+            f"PostgreSQL not reachable at {url} ({type(exc).__name__}); set {POSTGRES_ENV}",
+        )
     connection.close()  # type: ignore[attr-defined]
     return url
 

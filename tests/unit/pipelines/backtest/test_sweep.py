@@ -23,6 +23,7 @@ from pipelines.backtest.sweep import (
     run_sweep,
     sweep_heatmap_figure,
     sweep_heatmap_html,
+    workers_worth_starting,
 )
 
 PER_YEAR = 6240.0
@@ -74,8 +75,10 @@ def test_run_sweep_rows_equal_single_backtests() -> None:
     bars = _bars()
     job = _job(bars)
 
-    table = run_sweep(job, COMBOS, jobs=1)
+    swept = run_sweep(job, COMBOS, jobs=1)
+    table = swept.results
 
+    assert swept.workers == 1
     assert table.columns == ["fast", "slow", *RESULT_METRICS]
     for row in table.iter_rows(named=True):
         strategy = SmaCross(fast=row["fast"], slow=row["slow"])
@@ -90,9 +93,12 @@ def test_run_sweep_two_processes_same_table_in_order() -> None:
     seen: list[int] = []
 
     one = run_sweep(job, COMBOS, jobs=1)
-    two = run_sweep(job, COMBOS, jobs=2, chunk_size=2, progress=seen.append)
+    two = run_sweep(
+        job, COMBOS, jobs=2, chunk_size=2, progress=seen.append, startup_seconds=0.0
+    )
 
-    assert two.equals(one)
+    assert two.workers == 2
+    assert two.results.equals(one.results)
     assert sum(seen) == len(COMBOS) and len(seen) == 3
 
 
@@ -101,11 +107,32 @@ def test_run_sweep_user_file_strategy_loads_in_workers(tmp_path: Path) -> None:
     ref = StrategyRef("flip", {"flip": "mine.py:Flip"}, tmp_path)
     combos = [{"block": b} for b in (5, 20, 50)]
 
-    table = run_sweep(_job(_bars(), ref), combos, jobs=2, chunk_size=1)
+    swept = run_sweep(_job(_bars(), ref), combos, jobs=2, chunk_size=1, startup_seconds=0.0)
+    table = swept.results
 
+    assert swept.workers == 2
     assert table["block"].to_list() == [5, 20, 50]
     assert table["exposure"].to_list() == pytest.approx([0.5, 0.5, 0.5], abs=0.02)
     assert table["n_trades"].to_list()[0] > table["n_trades"].to_list()[2]
+
+
+def test_run_sweep_small_work_stays_in_this_process() -> None:
+    job = _job(_bars())
+
+    swept = run_sweep(job, COMBOS, jobs=2, chunk_size=2)
+
+    assert swept.workers == 1
+    assert swept.results.height == len(COMBOS)
+
+
+@pytest.mark.parametrize(
+    ("serial", "jobs", "startup", "expected"),
+    [(0.5, 2, 3.0, 1), (10.0, 2, 3.0, 2), (10.0, 1, 0.0, 1), (7.0, 4, 5.0, 4), (6.0, 2, 3.0, 1)],
+)
+def test_workers_worth_starting_only_when_they_save_more_than_start_up(
+    serial: float, jobs: int, startup: float, expected: int
+) -> None:
+    assert workers_worth_starting(serial, jobs, startup) == expected
 
 
 def test_run_sweep_no_combinations_or_no_workers_raises() -> None:
@@ -134,7 +161,7 @@ def test_sweep_heatmap_figure_best_cell_over_other_parameters() -> None:
     assert list(heatmap.x) == ["1", "2"] and list(heatmap.y) == ["5"]
     assert np.asarray(heatmap.z).tolist() == [[1.5, -0.25]]
     assert heatmap.zmid == 0.0
-    assert "<html>" in page and page.count("<script") >= 2
+    assert "<html" in page and page.count("<script") >= 2
 
 
 def test_sweep_heatmap_figure_all_missing_metric_draws_empty_grid() -> None:

@@ -1,16 +1,28 @@
-"""Ingest sources into the store: read, parse, check, validate, merge, commit, report.
+"""The ingest and resample jobs: read, parse, check, validate, merge, commit, report.
 
 Everything is parsed and checked before anything is written, so bad input stores nothing. Rows
 that break a rule are quarantined with source, line and reason; they are never stored as bars
 and never dropped in silence.
+
+The job's steps:
+
+- :func:`load_sources` reads and parses every source (:mod:`feature_store.sources`,
+  :mod:`pipelines.ingest`) into checked batches;
+- :func:`check_batches` combines each series' batches, computes its quality flags and runs the
+  Great Expectations suite (pure: :mod:`pipelines`);
+- :func:`record_bars` merges into the store and commits once (bars, resamples, quarantine and
+  the run's record);
+- :func:`refresh` rebuilds the DuckDB catalog;
+- :func:`record_reports` writes the HTML validation report.
+
+:func:`ingest` chains them for the command line, DVC and benchmarks.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,30 +30,28 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.calendars import get_calendar
-from core.clocks import BROKER, Clock, parse_clock
-from core.clocks import UTC as UTC_CLOCK
+from core.clocks import Anchor, Clock, bar_clock, parse_clock
 from core.errors import SolodeskError, UsageError
+from core.ids import new_run_id
 from core.settings import Settings
 from core.timeframes import Timeframe, parse_timeframe
-from core.types import SeriesKey, Side, VolumeKind
-from feature_store.catalog import rebuild_catalog
-from feature_store.reports import (
-    price_chart_svg,
-    render_data_docs,
-    render_summary,
-    write_report,
-)
+from core.times import iso_z, parse_utc, utc_now
+from core.types import DateOrder, SeriesKey, Side, SourceFormat, VolumeKind
+from feature_store.catalog import refresh_catalog
+from feature_store.reports import write_report
 from feature_store.sources import SAMPLES, digest, read_sources
-from feature_store.store import BarStore, SeriesInfo, Transaction, iso
+from feature_store.store import BarStore, SeriesInfo, Transaction
 from pipelines.ingest.merge import CombinedBatches, combine_batches, merge_bars
 from pipelines.ingest.normalize import QUARANTINE_SCHEMA, SeriesBatch, normalize
 from pipelines.ingest.parsers import RawSource, parse_source
 from pipelines.resample import resample_bars, resampled_volume_kind
 from pipelines.validate.flags import quality_flags
+from pipelines.validate.report import price_chart_svg, render_data_docs, render_summary
+from services.common import Progress
 
-Progress = Callable[[str, int, int], None]
 _VOLUME_RANK = [VolumeKind.NONE, VolumeKind.M1_COUNT, VolumeKind.TICK, VolumeKind.REAL]
 
 
@@ -51,20 +61,66 @@ class IngestOptions:
 
     symbol: str | None = None
     timeframe: Timeframe | None = None
-    format: str | None = None
+    format: SourceFormat | None = None
     clock: str | None = None
     side: Side | None = None
-    date_order: str | None = None
+    date_order: DateOrder | None = None
     volume_kind: VolumeKind | None = None
     as_of: datetime | None = None
     resample: tuple[Timeframe, ...] = ()
-    anchor: str | None = None  # "utc" | "broker" | None (by the instrument's calendar)
+    anchor: Anchor | None = None  # None: by the instrument's calendar (core.clocks.bar_clock)
     reports: bool = True
 
 
+class SeriesIngest(BaseModel):
+    """What one invocation did to one series; its dump is the series' ``--json`` line."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str
+    timeframe: Timeframe
+    side: Side
+    rows_read: int
+    rows_added: int
+    rows_duplicate: int
+    rows_conflicting: int
+    rows_quarantined: int
+    first: str | None
+    last: str | None
+    seconds: float
+    version: str
+    sources: tuple[str, ...]
+    jumps: int
+    gaps: int
+    expectations: str
+    flags: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    data_docs: str | None = Field(default=None, exclude=True)
+
+    @property
+    def key(self) -> SeriesKey:
+        """Return the series' key."""
+        return SeriesKey(symbol=self.symbol, timeframe=self.timeframe, side=self.side)
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the JSON line of this series."""
+        return self.model_dump(mode="json")
+
+
+class IngestResult(BaseModel):
+    """The result of one ingest invocation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run: str
+    series: tuple[SeriesIngest, ...]
+    report: Path | None
+    timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage
+    warnings: tuple[str, ...] = ()
+
+
 @dataclass
-class SeriesOutcome:
-    """What one invocation did to one series."""
+class _Tally:
+    """What one invocation has done to one series so far (filled in as the job advances)."""
 
     key: SeriesKey
     sources: list[str] = field(default_factory=list)
@@ -81,70 +137,41 @@ class SeriesOutcome:
     expectations: str = ""
     data_docs: str | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        """Return the JSON line of this series."""
-        return {
-            "symbol": self.key.symbol,
-            "timeframe": self.key.timeframe.value,
-            "side": self.key.side.value,
-            "rows_read": self.rows_read,
-            "rows_added": self.rows_added,
-            "rows_duplicate": self.rows_duplicate,
-            "rows_conflicting": self.rows_conflicting,
-            "rows_quarantined": self.rows_quarantined,
-            "first": self.first,
-            "last": self.last,
-            "seconds": round(self.seconds, 3),
-            "version": self.version,
-            "sources": self.sources,
-            "jumps": self.flags.get("jumps", 0),
-            "gaps": self.flags.get("gaps", 0),
-            "expectations": self.expectations,
-        }
+    def result(self) -> SeriesIngest:
+        return SeriesIngest(
+            symbol=self.key.symbol, timeframe=self.key.timeframe, side=self.key.side,
+            rows_read=self.rows_read, rows_added=self.rows_added,
+            rows_duplicate=self.rows_duplicate, rows_conflicting=self.rows_conflicting,
+            rows_quarantined=self.rows_quarantined, first=self.first, last=self.last,
+            seconds=round(self.seconds, 3), version=self.version, sources=tuple(self.sources),
+            jumps=int(self.flags.get("jumps", 0)), gaps=int(self.flags.get("gaps", 0)),
+            expectations=self.expectations, flags=self.flags, data_docs=self.data_docs,
+        )  # fmt: skip
 
 
-@dataclass
-class IngestOutcome:
-    """The result of one ingest invocation."""
-
-    run: str
-    series: list[SeriesOutcome]
-    report: Path | None
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    warnings: list[str] = field(default_factory=list)
-
-
-def new_run_id() -> str:
-    """Return a sortable, unique run identifier."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def _anchor_clock(
-    key: SeriesKey, target: Timeframe, anchor: str | None, settings: Settings
-) -> Clock:
-    if target not in (Timeframe.H4, Timeframe.D1, Timeframe.W1, Timeframe.MN1):
-        return UTC_CLOCK
-    if anchor == "utc":
-        return UTC_CLOCK
-    if anchor == "broker":
-        return BROKER
-    calendar = settings.registry.get(key.symbol).calendar
-    return BROKER if calendar == "fx" else UTC_CLOCK
+def ingest_options(
+    *,
+    symbol: str | None = None,
+    timeframe: Timeframe | None = None,
+    format: SourceFormat | None = None,
+    tz: str | None = None,
+    side: Side | None = None,
+    date_order: DateOrder | None = None,
+    volume_kind: VolumeKind | None = None,
+    as_of: datetime | str | None = None,
+    resample: tuple[Timeframe, ...] = (),
+    anchor: Anchor | None = None,
+) -> IngestOptions:
+    """Return ingest options from command-line values (``as_of`` may be ISO text)."""
+    when = parse_utc(as_of, "--as-of") if isinstance(as_of, str) else as_of
+    return IngestOptions(
+        symbol=symbol, timeframe=timeframe, format=format, clock=tz, side=side,
+        date_order=date_order, volume_kind=volume_kind, as_of=when, resample=resample,
+        anchor=anchor,
+    )  # fmt: skip
 
 
-def _by_year(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
-    """Split bars sorted by time into one slice per calendar year (slices share memory)."""
-    if frame.height == 0:
-        return {}
-    ts = frame["ts"]
-    years = range(ts[0].year, ts[-1].year + 1)
-    starts = [datetime(y, 1, 1, tzinfo=UTC) for y in (*years, years[-1] + 1)]
-    bounds = ts.search_sorted(pl.Series(starts, dtype=ts.dtype), side="left").to_list()
-    return {
-        year: frame.slice(lo, hi - lo)
-        for year, lo, hi in zip(years, bounds, bounds[1:], strict=False)
-        if hi > lo
-    }
+# -- load ------------------------------------------------------------------------------------
 
 
 def _prefetch(specs: list[str], forced_format: str | None) -> Iterator[tuple[RawSource, str]]:
@@ -167,8 +194,10 @@ def _prefetch(specs: list[str], forced_format: str | None) -> Iterator[tuple[Raw
             yield item
 
 
-def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
-              progress: Progress | None = None) -> list[tuple[SeriesBatch, str]]:  # fmt: skip
+def load_sources(
+    specs: list[str], options: IngestOptions, settings: Settings,
+    progress: Progress | None = None,
+) -> list[tuple[SeriesBatch, str]]:  # fmt: skip
     """Read, parse and check every source; return the batches with their sources' digests."""
     batches: list[tuple[SeriesBatch, str]] = []
     for n, (raw, source_digest) in enumerate(_prefetch(specs, options.format), 1):
@@ -198,72 +227,76 @@ def parse_all(specs: list[str], options: IngestOptions, settings: Settings,
     return batches
 
 
-def ingest(
-    specs: list[str],
-    options: IngestOptions,
+# -- compute ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckedIngest:
+    """Each series' batches, combined, flagged and validated, ready to be stored."""
+
+    groups: dict[SeriesKey, list[tuple[SeriesBatch, str]]]
+    combined: dict[SeriesKey, CombinedBatches]
+    tallies: dict[SeriesKey, _Tally]
+    validation: list[Any]
+
+
+def check_batches(
+    batches: list[tuple[SeriesBatch, str]],
     settings: Settings,
+    name: str,
     progress: Progress | None = None,
-) -> IngestOutcome:
-    """Ingest sources into the store under ``settings.home`` and return what happened.
+    timings: dict[str, float] | None = None,
+) -> CheckedIngest:
+    """Combine each series' batches, flag them and run the validation suite (``name``) on them.
+
+    The list of batches is emptied as they are grouped (each source's bars are let go once
+    combined), so the peak memory is one copy of the input.
 
     Raises
     ------
-    DataError
-        On unreadable input; nothing is stored.
     SolodeskError
         If the validation suite fails on rows the row rules accepted; nothing is stored.
     """
-    run = new_run_id()
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    # Great Expectations takes seconds to import; start it while Polars parses. The import
-    # holds the GIL, so the overlap is partial, but it still saves a few tenths of a second.
-    warm_up = threading.Thread(target=_import_validator, daemon=True)
-    warm_up.start()
-    batches = parse_all(specs, options, settings, progress)
-    timings["parse"] = time.perf_counter() - started
-    outcomes: dict[SeriesKey, SeriesOutcome] = {}
+    timings = {} if timings is None else timings
+    tallies: dict[SeriesKey, _Tally] = {}
     groups: dict[SeriesKey, list[tuple[SeriesBatch, str]]] = {}
     for batch, source_digest in batches:
         groups.setdefault(batch.key, []).append((batch, source_digest))
-        outcome = outcomes.setdefault(batch.key, SeriesOutcome(batch.key))
-        outcome.sources.append(batch.source)
-        outcome.rows_read += batch.rows_read
-        outcome.rows_duplicate += batch.rows_duplicate
-        outcome.rows_conflicting += batch.rows_conflicting
-        outcome.rows_quarantined += batch.quarantine.height
-    del batches  # groups hold them now
+        tally = tallies.setdefault(batch.key, _Tally(batch.key))
+        tally.sources.append(batch.source)
+        tally.rows_read += batch.rows_read
+        tally.rows_duplicate += batch.rows_duplicate
+        tally.rows_conflicting += batch.rows_conflicting
+        tally.rows_quarantined += batch.quarantine.height
+    batches.clear()  # groups hold them now
     combined: dict[SeriesKey, CombinedBatches] = {}
-    results: list[Any] = []
-    t_validate = time.perf_counter()
-    warm_up.join()
-    timings["import_validator_wait"] = time.perf_counter() - t_validate
     for n, (key, group) in enumerate(groups.items(), 1):
         t0 = time.perf_counter()
         merged = combine_batches([b.bars for b, _ in group])
         combined[key] = merged
         # The combined frame holds the bars now: let the per-source copies go.
         group[:] = [(replace(b, bars=b.bars.clear()), d) for b, d in group]
-        outcome = outcomes[key]
-        outcome.rows_duplicate += merged.duplicate
-        outcome.rows_conflicting += merged.losers.height
+        tally = tallies[key]
+        tally.rows_duplicate += merged.duplicate
+        tally.rows_conflicting += merged.losers.height
         calendar = get_calendar(settings.registry.get(key.symbol).calendar)
         t_flags = time.perf_counter()
-        outcome.flags = quality_flags(
+        tally.flags = quality_flags(
             merged.bars, key.timeframe, calendar,
             jump_sigmas=settings.validation.jump_sigmas,
             jump_window=settings.validation.jump_window,
             listed=settings.validation.max_gaps_listed,
         ).as_dict()  # fmt: skip
         timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t_flags
-        outcome.seconds += time.perf_counter() - t0
+        tally.seconds += time.perf_counter() - t0
         if progress:
             progress("flags", n, len(groups))
+    results: list[Any] = []
     to_validate = {key.slug: c.bars for key, c in combined.items() if c.bars.height}
     if to_validate:
         from pipelines.validate.suite import validate_series
 
-        results = validate_series(to_validate, f"ingest-{run}")
+        results = validate_series(to_validate, name)
         passed = sum(r.statistics["successful_expectations"] for r in results)
         evaluated = sum(r.statistics["evaluated_expectations"] for r in results)
         verdict = f"{passed}/{evaluated} passed" + (
@@ -271,7 +304,7 @@ def ingest(
         )
         for key in combined:
             if key.slug in to_validate:
-                outcomes[key].expectations = verdict
+                tallies[key].expectations = verdict
         if not all(r.success for r in results):
             failed = sorted({
                 str(r.expectation_config.type) if r.expectation_config else "?"
@@ -284,10 +317,25 @@ def ingest(
                 "nothing was stored"
             )
             raise SolodeskError(msg)
+    return CheckedIngest(groups, combined, tallies, results)
 
-    timings["validate"] = time.perf_counter() - t_validate - timings.get("flags", 0.0)
-    t_store = time.perf_counter()
+
+# -- record ----------------------------------------------------------------------------------
+
+
+def record_bars(
+    run: str,
+    checked: CheckedIngest,
+    options: IngestOptions,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> list[pl.DataFrame]:
+    """Merge the checked series (and their resamples) into the store; commit once.
+
+    Returns the quarantine frames of the run (what the report samples).
+    """
     store = BarStore(settings.store_dir)
+    groups, combined, tallies = checked.groups, checked.combined, checked.tallies
     quarantine_frames: list[pl.DataFrame] = []
     with store.transaction() as tx:
         for n, (key, group) in enumerate(groups.items(), 1):
@@ -296,64 +344,118 @@ def ingest(
             if combined[key].losers.height:
                 conflicts.append(_conflict_rows(combined[key].losers, key, "several sources"))
             quarantine_frames += conflicts
-            quarantine_frames += _store_series(
-                tx, store, key, group, combined[key].bars, outcomes[key]
-            )
-            outcomes[key].seconds += time.perf_counter() - t0
+            quarantine_frames += _store_series(tx, store, key, group, combined[key].bars,
+                                               tallies[key])  # fmt: skip
+            tallies[key].seconds += time.perf_counter() - t0
             if progress:
                 progress("store", n, len(groups))
         for target in options.resample:
             for key in list(groups):
                 t0 = time.perf_counter()
                 resampled = _resample_series(
-                    tx, store, key, target, options, settings, quarantine_frames
+                    tx, store, key, target, options.anchor, settings, quarantine_frames
                 )
                 if resampled is not None:
                     resampled.seconds = time.perf_counter() - t0
-                    outcomes[resampled.key] = resampled
+                    tallies[resampled.key] = resampled
         quarantine_frames += [b.quarantine for group in groups.values() for b, _ in group]
-        quarantine = _new_quarantine(store, quarantine_frames)
-        tx.put_quarantine(run, quarantine)
+        tx.put_quarantine(run, _new_quarantine(store, quarantine_frames))
         record = {
             "run": run,
-            "at": iso(datetime.now(UTC)),
+            "at": iso_z(utc_now()),
             "sources": sorted({b.source for group in groups.values() for b, _ in group}),
-            "series": [o.as_json() for o in outcomes.values()],
+            "series": [t.result().as_json() for t in tallies.values()],
         }
         tx.put_run(run, record)
         tx.commit()
+    return quarantine_frames
+
+
+def refresh(settings: Settings, what: str = "the bars") -> list[str]:
+    """Rebuild the catalog; a warning (not an error) when another process holds it."""
+    return refresh_catalog(settings, what)
+
+
+def record_reports(
+    settings: Settings,
+    run: str,
+    checked: CheckedIngest,
+    quarantine_frames: list[pl.DataFrame],
+) -> Path:
+    """Write the run's HTML validation report (data docs and a summary page); return its page."""
+    folder = settings.ingest_report_dir(run)
+    for n, result in enumerate(checked.validation, 1):
+        write_report(folder, f"validation-{n}.html", render_data_docs(result))
+    for tally in checked.tallies.values():
+        if tally.expectations:
+            tally.data_docs = "validation-1.html"
+    frames = [f for f in quarantine_frames if f.height]
+    sample = pl.concat(frames).head(200).to_dicts() if frames else []
+    summary = []
+    for tally in checked.tallies.values():
+        chart = ""
+        combined = checked.combined.get(tally.key)
+        if combined is not None and combined.bars.height > 1:
+            bars = combined.bars
+            thin = bars.gather_every(max(1, bars.height // 900))
+            jumps = [(parse_utc(j["ts"]), j["close"]) for j in tally.flags.get("jump_examples", [])]
+            chart = price_chart_svg(thin["ts"].to_list(), thin["close"].to_list(), jumps)
+        summary.append(
+            dict(
+                tally.result().as_json(), flags=tally.flags, data_docs=tally.data_docs, chart=chart
+            )
+        )
+    return write_report(folder, "index.html", render_summary(run, summary, sample))
+
+
+def ingest(
+    specs: list[str],
+    options: IngestOptions,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Ingest sources into the store under ``settings.home`` and return what happened.
+
+    Raises
+    ------
+    DataError
+        On unreadable input; nothing is stored.
+    SolodeskError
+        If the validation suite fails on rows the row rules accepted; nothing is stored.
+    """
+    run = new_run_id("ingest")
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    # Great Expectations takes seconds to import; start it while Polars parses. The import
+    # holds the GIL, so the overlap is partial, but it still saves a few tenths of a second.
+    warm_up = threading.Thread(target=_import_validator, daemon=True)
+    warm_up.start()
+    batches = load_sources(specs, options, settings, progress)
+    timings["parse"] = time.perf_counter() - started
+    t_validate = time.perf_counter()
+    warm_up.join()
+    timings["import_validator_wait"] = time.perf_counter() - t_validate
+    checked = check_batches(batches, settings, f"ingest-{run}", progress, timings)
+    timings["validate"] = time.perf_counter() - t_validate - timings.get("flags", 0.0)
+    t_store = time.perf_counter()
+    quarantine_frames = record_bars(run, checked, options, settings, progress)
     timings["store"] = time.perf_counter() - t_store
     t_catalog = time.perf_counter()
-    warnings = _refresh_catalog(store, settings)
+    warnings = refresh(settings)
     timings["catalog"] = time.perf_counter() - t_catalog
-
     report = None
     if options.reports:
         t_reports = time.perf_counter()
-        report = _write_reports(settings, run, outcomes, results, quarantine_frames, combined)
+        report = record_reports(settings, run, checked, quarantine_frames)
         timings["reports"] = time.perf_counter() - t_reports
     elapsed = time.perf_counter() - started
     timings["total"] = elapsed
-    for outcome in outcomes.values():
-        outcome.seconds = outcome.seconds or elapsed
-    return IngestOutcome(
-        run=run, series=list(outcomes.values()), report=report, timings=timings, warnings=warnings
-    )
-
-
-def _refresh_catalog(store: BarStore, settings: Settings) -> list[str]:
-    """Rebuild the catalog; if another process holds it, say so (the store is committed and
-    the catalog rebuilds itself the next time it is opened)."""
-    import duckdb
-
-    try:
-        rebuild_catalog(store, settings.catalog_path)
-    except duckdb.IOException as exc:
-        return [
-            f"the DuckDB catalog {settings.catalog_path} is held by another process ({exc}); "
-            "the bars are stored and the catalog will be rebuilt when it is next opened"
-        ]
-    return []
+    for tally in checked.tallies.values():
+        tally.seconds = tally.seconds or elapsed
+    return IngestResult(
+        run=run, series=tuple(t.result() for t in checked.tallies.values()), report=report,
+        timings=timings, warnings=tuple(warnings),
+    )  # fmt: skip
 
 
 def _import_validator() -> None:
@@ -384,13 +486,28 @@ def _conflict_rows(
     ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]  # fmt: skip
 
 
+def _by_year(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    """Split bars sorted by time into one slice per calendar year (slices share memory)."""
+    if frame.height == 0:
+        return {}
+    ts = frame["ts"]
+    years = range(ts[0].year, ts[-1].year + 1)
+    starts = [datetime(y, 1, 1, tzinfo=UTC) for y in (*years, years[-1] + 1)]
+    bounds = ts.search_sorted(pl.Series(starts, dtype=ts.dtype), side="left").to_list()
+    return {
+        year: frame.slice(lo, hi - lo)
+        for year, lo, hi in zip(years, bounds, bounds[1:], strict=False)
+        if hi > lo
+    }
+
+
 def _store_series(
     tx: Transaction,
     store: BarStore,
     key: SeriesKey,
     group: list[tuple[SeriesBatch, str]],
     bars: pl.DataFrame,
-    outcome: SeriesOutcome,
+    tally: _Tally,
 ) -> list[pl.DataFrame]:
     entry = tx.manifest["series"].get(key.slug)
     if entry is None and bars.height == 0:
@@ -399,9 +516,9 @@ def _store_series(
     years = set(bars["ts"].dt.year().unique().to_list()) if bars.height else set()
     existing = store.read(key, years=years, info=info) if entry else bars.clear()
     result = merge_bars(existing, bars)
-    outcome.rows_added += result.added
-    outcome.rows_duplicate += result.duplicate
-    outcome.rows_conflicting += result.conflicting
+    tally.rows_added += result.added
+    tally.rows_duplicate += result.duplicate
+    tally.rows_conflicting += result.conflicting
     # Resampled series record sources without a digest ("resample:<slug>").
     known = {(s["name"], s.get("sha256")) for s in info.sources}
     for batch, source_digest in group:
@@ -415,7 +532,7 @@ def _store_series(
             )  # fmt: skip
     changed = {y: f for y, f in _by_year(result.bars).items() if y in years}
     info = tx.put_series(info, changed)
-    outcome.first, outcome.last, outcome.version = info.first, info.last, info.version
+    tally.first, tally.last, tally.version = info.first, info.last, info.version
     if result.losers.height:
         return [_conflict_rows(result.losers, key, ", ".join(b.source for b, _ in group))]
     return []
@@ -426,21 +543,21 @@ def _resample_series(
     store: BarStore,
     key: SeriesKey,
     target: Timeframe,
-    options: IngestOptions,
+    anchor_option: Anchor | None,
     settings: Settings,
     conflicts: list[pl.DataFrame],
-) -> SeriesOutcome | None:
+) -> _Tally | None:
     if target.minutes <= key.timeframe.minutes:
         return None
     entry = tx.manifest["series"][key.slug]
     info = SeriesInfo.from_dict(entry)
     # Read through the transaction's manifest: it names the files staged a moment ago.
     source = store.read(key, info=info)
-    anchor = _anchor_clock(key, target, options.anchor, settings)
+    anchor: Clock = bar_clock(target, settings.registry.get(key.symbol).calendar, anchor_option)
     kind = resampled_volume_kind(info.volume_kind, key.timeframe)
     bars = resample_bars(source, key.timeframe, target, anchor=anchor, volume_kind=info.volume_kind)
     target_key = SeriesKey(symbol=key.symbol, timeframe=target, side=key.side)
-    outcome = SeriesOutcome(target_key, sources=[f"resample:{key.slug}"], rows_read=bars.height)
+    tally = _Tally(target_key, sources=[f"resample:{key.slug}"], rows_read=bars.height)
     target_entry = tx.manifest["series"].get(target_key.slug)
     target_info = (
         SeriesInfo.from_dict(target_entry) if target_entry else SeriesInfo(target_key, kind)
@@ -455,8 +572,8 @@ def _resample_series(
         raise UsageError(msg)
     existing = store.read(target_key, info=target_info) if target_entry else bars.clear()
     result = merge_bars(existing, bars)
-    outcome.rows_added, outcome.rows_duplicate = result.added, result.duplicate
-    outcome.rows_conflicting = result.conflicting
+    tally.rows_added, tally.rows_duplicate = result.added, result.duplicate
+    tally.rows_conflicting = result.conflicting
     # A resample is derived from the whole source series, so inside the source's span it
     # replaces what is stored (a bucket that gained bars is recomputed, not merged by
     # preference); replaced bars are kept in the quarantine table as conflicts.
@@ -478,9 +595,9 @@ def _resample_series(
     if not any(s["name"] == f"resample:{key.slug}" for s in target_info.sources):
         target_info.sources.append({"name": f"resample:{key.slug}", "anchor": str(anchor)})
     target_info = tx.put_series(target_info, changed)
-    outcome.first, outcome.last = target_info.first, target_info.last
-    outcome.version = target_info.version
-    return outcome
+    tally.first, tally.last = target_info.first, target_info.last
+    tally.version = target_info.version
+    return tally
 
 
 def _new_quarantine(store: BarStore, frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -495,68 +612,48 @@ def _new_quarantine(store: BarStore, frames: list[pl.DataFrame]) -> pl.DataFrame
     return rows
 
 
-def _write_reports(
-    settings: Settings,
-    run: str,
-    outcomes: dict[SeriesKey, SeriesOutcome],
-    results: list[Any],
-    quarantine_frames: list[pl.DataFrame],
-    combined: dict[SeriesKey, CombinedBatches],
-) -> Path:
-    folder = settings.reports_dir / f"ingest-{run}"
-    for n, result in enumerate(results, 1):
-        write_report(folder, f"validation-{n}.html", render_data_docs(result))
-    for outcome in outcomes.values():
-        if outcome.expectations:
-            outcome.data_docs = "validation-1.html"
-    frames = [f for f in quarantine_frames if f.height]
-    sample = pl.concat(frames).head(200).to_dicts() if frames else []
-    summary = []
-    for outcome in outcomes.values():
-        chart = ""
-        if outcome.key in combined and combined[outcome.key].bars.height > 1:
-            bars = combined[outcome.key].bars
-            thin = bars.gather_every(max(1, bars.height // 900))
-            jumps = [
-                (datetime.strptime(j["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC), j["close"])
-                for j in outcome.flags.get("jump_examples", [])
-            ]
-            chart = price_chart_svg(thin["ts"].to_list(), thin["close"].to_list(), jumps)
-        summary.append(
-            dict(outcome.as_json(), flags=outcome.flags, data_docs=outcome.data_docs, chart=chart)
-        )
-    return write_report(folder, "index.html", render_summary(run, summary, sample))
+class ResampleResult(BaseModel):
+    """What a resample stored: one entry per target series, and warnings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    series: tuple[SeriesIngest, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def resample_stored(
     key: SeriesKey,
     targets: tuple[Timeframe, ...],
     settings: Settings,
-    anchor: str | None = None,
-) -> list[SeriesOutcome]:
-    """Resample a stored series to longer timeframes and store the results."""
+    anchor: Anchor | None = None,
+) -> ResampleResult:
+    """Resample a stored series to longer timeframes and store the results.
+
+    Raises
+    ------
+    UsageError
+        If the series is not stored, or a target is not longer than its timeframe.
+    """
     store = BarStore(settings.store_dir)
-    outcomes: list[SeriesOutcome] = []
+    tallies: list[_Tally] = []
     with store.transaction() as tx:
         if key.slug not in tx.manifest["series"]:
-            from core.errors import UsageError
-
             known = ", ".join(sorted(tx.manifest["series"])) or "none yet"
             msg = f"no stored series {key}: ingest it first (stored: {known})"
             raise UsageError(msg)
-        options = IngestOptions(anchor=anchor)
         conflicts: list[pl.DataFrame] = []
         for target in targets:
             t0 = time.perf_counter()
-            outcome = _resample_series(tx, store, key, target, options, settings, conflicts)
-            if outcome is None:
-                from core.errors import UsageError
-
-                msg = f"cannot resample {key.timeframe.value} to {target.value}: choose a longer timeframe"
+            tally = _resample_series(tx, store, key, target, anchor, settings, conflicts)
+            if tally is None:
+                msg = (
+                    f"cannot resample {key.timeframe.value} to {target.value}: choose a longer "
+                    "timeframe"
+                )
                 raise UsageError(msg)
-            outcome.seconds = time.perf_counter() - t0
-            outcomes.append(outcome)
-        tx.put_quarantine(new_run_id(), _new_quarantine(store, conflicts))
+            tally.seconds = time.perf_counter() - t0
+            tallies.append(tally)
+        tx.put_quarantine(new_run_id("resample"), _new_quarantine(store, conflicts))
         tx.commit()
-    rebuild_catalog(store, settings.catalog_path)
-    return outcomes
+    warnings = refresh(settings)
+    return ResampleResult(series=tuple(t.result() for t in tallies), warnings=tuple(warnings))
