@@ -92,8 +92,12 @@ fmt: install ## Format the code and apply ruff's automatic fixes
 
 .PHONY: test
 # One worker per core; a test file's tests share a worker, so module fixtures run once.
-test: lint ## Lint, then run the test suite
+test: lint ## Lint, then run the whole test suite (what CI runs)
 	$(BIN)/pytest -n auto --dist loadfile
+
+.PHONY: test-fast
+test-fast: install ## The fast lane while working: every test not marked slow, no lint
+	$(BIN)/pytest -n auto --dist loadfile -m "not slow"
 
 # --- running ---------------------------------------------------------------
 

@@ -61,7 +61,8 @@ app.add_typer(models.app, name="models")
 def main(args: list[str] | None = None) -> None:
     """Run the command line, mapping errors to exit statuses (1 unexpected, 2 bad input)."""
     try:
-        app(args=args, standalone_mode=False)
+        # Without standalone mode, an exit requested inside a command comes back as its status.
+        status = app(args=args, standalone_mode=False)
     except SolodeskError as exc:  # raised before a command runs (e.g. in a parser)
         report_error(str(exc))
         raise SystemExit(exc.exit_code) from None
@@ -83,6 +84,8 @@ def main(args: list[str] | None = None) -> None:
         traceback.print_exc()
         report_error(f"unexpected error: {exc}")
         raise SystemExit(1) from None
+    if isinstance(status, int) and status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -250,38 +250,13 @@ ModelNameOpt = Annotated[
 ]
 
 
-def backtest_config(
-    *,
-    cash: float = 100_000.0,
-    fees: float = 0.0,
-    commission: float = 0.0,
-    slippage: float = 0.0,
-    slippage_vol: float = 0.0,
-    spread: str = "0",
-    swap_long: float = 0.0,
-    swap_short: float = 0.0,
-    fill: Fill = Fill.CLOSE,
-    direction: Direction = Direction.BOTH,
-    sizing: str = "all-in",
-    stop_loss: float | None = None,
-    take_profit: float | None = None,
-    trailing_stop: float | None = None,
-) -> BacktestConfig:
-    """Return the backtest configuration the options give (:meth:`BacktestConfig.from_options`)."""
-    return BacktestConfig.from_options(
-        cash=cash, fees=fees, commission=commission, slippage=slippage,
-        slippage_vol=slippage_vol, spread=spread, swap_long=swap_long, swap_short=swap_short,
-        fill=fill, direction=direction, sizing=sizing, stop_loss=stop_loss,
-        take_profit=take_profit, trailing_stop=trailing_stop,
-    )  # fmt: skip
+def backtest_config(**options: Any) -> BacktestConfig:
+    """Return the backtest configuration the options give (:meth:`BacktestConfig.from_options`:
+    ``spread`` as pips or ``data``, ``sizing`` as ``fraction:1`` and the like)."""
+    return BacktestConfig.from_options(**options)
 
 
-def research_config(
-    *, model_params: list[str] | None = None, **options: object
-) -> WalkForwardConfig:
+def research_config(*, model_params: list[str] | None = None, **options: Any) -> WalkForwardConfig:
     """Return the research configuration the options give (:meth:`WalkForwardConfig.from_options`);
     ``model_params`` are the raw ``k=v`` items of ``--model-param``."""
-    return WalkForwardConfig.from_options(
-        model_params=parse_params(model_params),
-        **options,  # type: ignore[arg-type]
-    )
+    return WalkForwardConfig.from_options(model_params=parse_params(model_params), **options)

@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
+from core.times import COMPACT, iso_z, utc_now
+
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = Path("histdata_m1") / "eurusd"
 RESULT_MARK = "BENCH-RESULT "
@@ -64,11 +67,15 @@ def run_worker(script: str, *args: str) -> dict[str, Any]:
 def write_result(name: str, result: dict[str, Any]) -> Path:
     """Write a benchmark's result as JSON under ``$SOLODESK_HOME/bench`` (or a temp folder)."""
     home = os.environ.get("SOLODESK_HOME")
-    folder = Path(home) / "bench" if home else Path(tempfile.gettempdir()) / "solodesk-bench"
+    folder = (
+        Settings(home=Path(home)).bench_dir
+        if home
+        else Path(tempfile.gettempdir()) / "solodesk-bench"
+    )
     if not folder.is_absolute():
         folder = ROOT / folder
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = folder / f"{name}-{utc_now().strftime(COMPACT)}Z.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     return path
 
@@ -96,7 +103,7 @@ def machine() -> dict[str, Any]:
 
 def run_context() -> dict[str, Any]:
     """Return the start of a result: when it started, the commit and the machine."""
-    return {"started": datetime.now(UTC).isoformat(), **git_state(), "machine": machine()}
+    return {"started": iso_z(utc_now()), **git_state(), "machine": machine()}
 
 
 def gb(n: float) -> str:

@@ -2,7 +2,7 @@
 
 The bars come from the HistData zips of the shared data (``histdata_m1/eurusd``, ~5.95M
 one-minute bars 2000-2018), read, parsed and checked by the project's own ingest code
-(``feature_store.ingest.parse_all``, then ``pipelines.ingest.merge.combine_batches``) and
+(``services.ingest.load_sources``, then ``pipelines.ingest.merge.combine_batches``) and
 resampled to H1 by ``pipelines.resample.resample_bars``; both are written once to a temporary
 Parquet file (ts, open, high, low, close, volume).
 
@@ -58,7 +58,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,6 +73,8 @@ from benchkit import (
     shared_data_root,
     write_result,
 )
+
+from core.times import iso_z, utc_now
 
 TARGET_SPEEDUP = 3.0
 MIN_SPEEDUP = 2.0
@@ -209,13 +210,14 @@ def _prepare_worker(source: Path, folder: Path, rows: int, timeframes: list[str]
     from core.clocks import UTC as UTC_CLOCK
     from core.settings import Settings
     from core.timeframes import Timeframe
-    from feature_store.ingest import IngestOptions, parse_all
+    from core.times import iso_z
     from pipelines.ingest.merge import combine_batches
     from pipelines.resample import resample_bars, resampled_volume_kind
+    from services.ingest import IngestOptions, load_sources
 
     start = time.perf_counter()
     home = folder / "home"
-    batches = parse_all([str(source)], IngestOptions(reports=False), Settings(home=home))
+    batches = load_sources([str(source)], IngestOptions(reports=False), Settings(home=home))
     kinds = {b.volume_kind for b, _ in batches}
     quarantined = sum(b.quarantine.height for b, _ in batches)
     bars = combine_batches([b.bars for b, _ in batches]).bars
@@ -249,8 +251,8 @@ def _prepare_worker(source: Path, folder: Path, rows: int, timeframes: list[str]
             "parse_seconds": parse_seconds,
             "quarantined": quarantined,
             "m1_rows": bars.height,
-            "first": str(bars["ts"][0]) if bars.height else None,
-            "last": str(bars["ts"][-1]) if bars.height else None,
+            "first": iso_z(bars["ts"][0]) if bars.height else None,
+            "last": iso_z(bars["ts"][-1]) if bars.height else None,
             "series": series,
         }
     )
@@ -617,7 +619,7 @@ def main() -> int:
 
     result = {
         "benchmark": "features",
-        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "at": iso_z(utc_now()),
         "source": str(source),
         "zips": len(zips),
         "prepare": prepared,

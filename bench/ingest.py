@@ -2,7 +2,7 @@
 
 Each measurement runs in a subprocess of its own, so its peak RSS is its alone:
 
-1. solodesk, end to end: ``feature_store.ingest.ingest`` over every zip of
+1. solodesk, end to end: ``services.ingest.ingest`` over every zip of
    ``histdata_m1/eurusd`` into a fresh store, with validation (Great Expectations suite,
    quarantine, quality flags), HTML data docs off;
 2. the HTML data docs apart: the same ingest into another fresh store with reports on; their cost
@@ -13,7 +13,7 @@ Each measurement runs in a subprocess of its own, so its peak RSS is its alone:
 
 Targets printed beside the figures (never lowered): >= 1M rows/s end to end, >= 0.5x the bare
 DuckDB rate, peak RSS <= 2 GB (2 * 10^9 bytes). With ``--stages`` a further run times each
-ingest stage by wrapping the functions ``feature_store.ingest`` calls (read, parse, normalize...).
+ingest stage by wrapping the functions ``services.ingest`` calls (read, parse, normalize...).
 
 Run: ``.venv/bin/python bench/ingest.py [--data DIR] [--repeat N] [--stages] [--no-reports]``
 (``make bench``). The data folder is ``$SOLODESK_SHARED_DATA`` or ``../shared/data`` from the
@@ -33,7 +33,6 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,8 @@ from benchkit import (
     shared_data_root,
     write_result,
 )
+
+from core.times import iso_z, utc_now
 
 TARGET_ROWS_PER_SECOND = 1_000_000
 TARGET_DUCKDB_RATIO = 0.5
@@ -66,7 +67,7 @@ def peak_rss_bytes() -> int:
 
 def _solodesk_worker(source: Path, home: Path, reports: bool) -> None:
     from core.settings import Settings
-    from feature_store.ingest import IngestOptions, ingest
+    from services.ingest import IngestOptions, ingest
 
     settings = Settings(home=home)
     start = time.perf_counter()
@@ -114,9 +115,10 @@ def _wrap(owner: Any, name: str, label: str, totals: dict[str, float], generator
 
 
 def _stages_worker(source: Path, home: Path) -> None:
-    import feature_store.ingest as ingest_module
+    import feature_store.catalog as catalog_module
     import feature_store.store as store_module
     import pipelines.validate.suite as suite_module
+    import services.ingest as ingest_module
     from core.settings import Settings
 
     totals: dict[str, float] = {}
@@ -131,7 +133,7 @@ def _stages_worker(source: Path, home: Path) -> None:
         (ingest_module, "merge_bars", "merge with stored bars", False),
         (store_module.Transaction, "put_series", "write Parquet", False),
         (store_module.Transaction, "commit", "commit manifest", False),
-        (ingest_module, "rebuild_catalog", "rebuild DuckDB catalog", False),
+        (catalog_module, "rebuild_catalog", "rebuild DuckDB catalog", False),
     ]
     for owner, name, label, generator in stages:
         _wrap(owner, name, label, totals, generator)
@@ -329,7 +331,7 @@ def main() -> int:
     if rows != duck["rows"]:
         print(f"\nWARNING: solodesk read {rows:,} rows, DuckDB {duck['rows']:,}: not the same work")
     if plain["timings"]:
-        print("\nstages reported by the ingest itself (IngestOutcome.timings, no-HTML run):")
+        print("\nstages reported by the ingest itself (IngestResult.timings, no-HTML run):")
         for name, seconds in plain["timings"].items():
             print(f"  {name:<28} {seconds:8.2f} s")
     if stages is not None:
@@ -343,7 +345,7 @@ def main() -> int:
 
     result = {
         "benchmark": "ingest",
-        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "at": iso_z(utc_now()),
         "source": str(source),
         "zips": len(zips),
         "rows": rows,

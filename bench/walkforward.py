@@ -43,7 +43,7 @@ SOURCE = Path("mt4") / "EURUSD60.csv"
 
 def _prepare(source: Path, home: Path) -> None:
     from core.settings import Settings
-    from feature_store.ingest import IngestOptions, ingest
+    from services.ingest import IngestOptions, ingest
 
     ingest([str(source)], IngestOptions(symbol="EURUSD"), Settings(home=home))
     emit({"home": str(home)})
@@ -70,12 +70,12 @@ def _measure(home: Path, folds: int, trials: int, threads: int) -> None:
 
     from core.settings import Settings
     from core.timeframes import Timeframe
-    from feature_store.research import research_inputs, run_stored_walkforward
     from pipelines.backtest.config import BacktestConfig, CostConfig, SizingConfig
     from pipelines.train.config import SplitConfig, TuningConfig, WalkForwardConfig
+    from services.research import load_research_inputs, run_stored_walkforward
 
     settings = Settings(home=home)
-    inputs = research_inputs(
+    inputs = load_research_inputs(
         settings, symbol="EURUSD", timeframe=Timeframe.H1, feature_set="default",
         params_path=ROOT / "params.yaml",
     )  # fmt: skip
@@ -93,7 +93,7 @@ def _measure(home: Path, folds: int, trials: int, threads: int) -> None:
     job_started = time.perf_counter()
     outcome = run_stored_walkforward(settings, inputs, config)
     finished = time.perf_counter()
-    oos = outcome.summary["oos"]
+    oos = outcome.summary.oos
     emit(
         {
             "rows": inputs.data.n,
@@ -106,10 +106,10 @@ def _measure(home: Path, folds: int, trials: int, threads: int) -> None:
             "job_seconds": finished - job_started,
             "lgb_seconds": inside["seconds"],
             "lgb_calls": inside["calls"],
-            "oos_sharpe": oos["sharpe"],
-            "oos_sharpe_ci": oos["sharpe_ci"],
-            "dsr": oos["dsr"],
-            "trials_total": outcome.summary["trials"]["total"],
+            "oos_sharpe": oos.sharpe,
+            "oos_sharpe_ci": list(oos.sharpe_ci),
+            "dsr": oos.dsr,
+            "trials_total": outcome.summary.trials.total,
         }
     )
 

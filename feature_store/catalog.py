@@ -267,7 +267,8 @@ def open_catalog(settings: Settings, read_only: bool = True) -> duckdb.DuckDBPyC
 
 
 def refresh_catalog(settings: Settings, what: str) -> list[str]:
-    """Rebuild the catalog after a commit; return a warning instead when another process holds it.
+    """Rebuild the catalog after a commit; return a warning instead when it is held elsewhere
+    (another process, or a connection of this one opened with other settings).
 
     ``what`` names what was just stored (``the bars``, ``the features``): it is committed
     whatever happens here, and the catalog rebuilds itself the next time it is opened.
@@ -276,7 +277,7 @@ def refresh_catalog(settings: Settings, what: str) -> list[str]:
 
     try:
         rebuild_catalog(settings)
-    except duckdb.IOException as exc:
+    except (duckdb.IOException, duckdb.ConnectionException) as exc:
         return [
             f"the DuckDB catalog {settings.catalog_path} is held by another process ({exc}); "
             f"{what} are stored and the catalog will be rebuilt when it is next opened"

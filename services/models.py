@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import UsageError
 from core.settings import Settings
@@ -32,7 +32,8 @@ class PromotionResult(BaseModel):
     """What ``models promote`` decided and why; the ``--json`` line.
 
     ``reason`` is the full reason recorded on the challenger (it starts with the verdict);
-    ``why`` is the same without the verdict, for sentences that state it already.
+    ``why`` is the same without the verdict, for sentences that state it already (it is left
+    out of the dump, which keeps the keys the command always printed).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,7 +43,7 @@ class PromotionResult(BaseModel):
     reason: str
     challenger: int | None
     champion_before: int | None
-    why: str
+    why: str = Field(exclude=True)
 
 
 def _registry(settings: Settings) -> Any:

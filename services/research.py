@@ -572,7 +572,13 @@ def record_walkforward(
     table: pl.DataFrame,
     html: str,
 ) -> StoredRun:
-    """Store the run (record, out-of-sample table, report) under ``SOLODESK_HOME/research``."""
+    """Store the run (record, out-of-sample table, report) under ``SOLODESK_HOME/research``.
+
+    The stored summary names the report page written beside it, as the job's summary does.
+    """
+    store = BacktestStore.research(settings)
+    report = store.report_path(summary.run_id).resolve()
+    stored = summary.model_copy(update={"report": str(report)})
     record = {
         "kind": "walkforward",
         "created": iso_z(created),
@@ -580,9 +586,9 @@ def record_walkforward(
         "series_version": inputs.series.info.version,
         "feature_set_version": inputs.feature_set_version,
         "git_commit": git_commit(),
-        "summary": summary.model_dump(mode="json"),
+        "summary": stored.model_dump(mode="json"),
     }
-    return BacktestStore.research(settings).write(summary.run_id, record, {"oos": table}, html)
+    return store.write(summary.run_id, record, {"oos": table}, html)
 
 
 def record_latest(settings: Settings, summary: WalkForwardSummary, table: pl.DataFrame) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures every suite shares: the sample desk, built once per session for all workers."""
+"""What every suite shares: the sample desk, built once per session for all workers, and the
+markers of the real-data suite."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from typing import Any
 import pytest
 from testkit.cli import invoke, json_lines
 from testkit.desk import shared_desk, shared_folder
+
+REALDATA = Path(__file__).resolve().parent / "realdata"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the real-data suite ``realdata`` and ``slow``: ``make test`` runs it, the fast lane
+    (``make test-fast``) leaves it out."""
+    for item in items:
+        if item.path.is_relative_to(REALDATA):
+            item.add_marker(pytest.mark.realdata)
+            item.add_marker(pytest.mark.slow)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -36,6 +36,20 @@ from app.output import Progress, emit, err, out, pct, print_table, ratio
 
 if TYPE_CHECKING:
     from services.research import WalkForwardSummary
+
+
+def _series(
+    symbol: str,
+    timeframe: object,
+    feature_set: str,
+    params: Path,
+    side: object,
+    start: object,
+    end: object,
+) -> dict[str, Any]:
+    """Return what selects a job's research rows, as ``load_research_inputs`` takes it."""
+    return {"symbol": symbol, "timeframe": timeframe, "feature_set": feature_set,
+            "params_path": params, "side": side, "start": start, "end": end}  # fmt: skip
 
 
 def print_summary(summary: WalkForwardSummary) -> None:
@@ -139,6 +153,8 @@ def walkforward(
     from core.settings import load_settings
     from services.research import AuditFailedError, load_research_inputs, run_stored_walkforward
 
+    series = _series(symbol, timeframe, feature_set, params, side, date_from, date_to)
+
     config = research_config(
         model=model, model_params=model_param, trials=trials, objective=objective,
         scheme=scheme, folds=folds, groups=groups, test_groups=test_groups,
@@ -150,10 +166,7 @@ def walkforward(
     settings = load_settings()
     console = err()
     with console.status("computing features"):
-        inputs = load_research_inputs(
-            settings, symbol=symbol, timeframe=timeframe, feature_set=feature_set,
-            params_path=params, side=side, start=date_from, end=date_to,
-        )  # fmt: skip
+        inputs = load_research_inputs(settings, **series)
     console.print(
         f"{inputs.label}: {inputs.data.n:,} rows x {len(inputs.data.feature_names)} "
         f"features; {config.split.scheme}, {config.tuning.trials} trials per window"
@@ -202,6 +215,8 @@ def train(
     from core.settings import load_settings
     from services.research import load_research_inputs, run_stored_train
 
+    series = _series(symbol, timeframe, feature_set, params, side, date_from, date_to)
+
     config = research_config(
         model=model, model_params=model_param, trials=trials, objective=objective,
         folds=1, spread=spread, fees=fees, threads=threads, seed=seed,
@@ -209,10 +224,7 @@ def train(
     settings = load_settings()
     console = err()
     with console.status("computing features"):
-        inputs = load_research_inputs(
-            settings, symbol=symbol, timeframe=timeframe, feature_set=feature_set,
-            params_path=params, side=side, start=date_from, end=date_to,
-        )  # fmt: skip
+        inputs = load_research_inputs(settings, **series)
     with console.status(f"tuning {model} ({trials} trials) on {inputs.data.n:,} rows"):
         result = run_stored_train(settings, inputs, config, train_bars=train_bars)
     if as_json:

@@ -281,6 +281,9 @@ def sweep_heatmap_figure(
 def sweep_heatmap_html(
     results: pl.DataFrame, x: str, y: str, metric: str = "sharpe", *, title: str
 ) -> str:
-    """Return :func:`sweep_heatmap_figure` as one self-contained HTML page titled ``title``."""
-    figure = sweep_heatmap_figure(results, x, y, metric, title=title)
+    """Return :func:`sweep_heatmap_figure` as one self-contained HTML page titled ``title``.
+
+    The page's heading carries the title; the figure itself has none, so it is not shown twice.
+    """
+    figure = sweep_heatmap_figure(results, x, y, metric, title="")
     return page(title, [("", figure_div(figure, "sweep-heatmap"))])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import UsageError
+from core.ids import new_run_id
 from core.ports import NullTracker, RunTracker
 from core.times import iso_z
 from models.learners.registry import make_learner
@@ -350,7 +350,7 @@ def run_walk_forward(
     if workers > 1 and storage is None:
         raise UsageError("several workers per study need a shared Optuna storage: set one")
     splits = plan_splits(data, config, embargo)
-    job_id = job_id or uuid.uuid4().hex[:12]
+    job_id = job_id or new_run_id("walkforward")
     jobs = [
         WindowJob(
             s.fold, s.train, s.test, s.test_groups, data, config, trade, storage,

@@ -61,17 +61,6 @@ def ewm(x: Array, alpha: float, min_samples: int, state: Array) -> Array:  # pra
     return out
 
 
-@_jit
-def _finite_runs(x: Array) -> npt.NDArray[np.int64]:  # pragma: no cover
-    """Length of the run of finite values ending at each position."""
-    runs = np.empty(x.shape[0], dtype=np.int64)
-    run = 0
-    for i in range(x.shape[0]):
-        run = run + 1 if math.isfinite(x[i]) else 0
-        runs[i] = run
-    return runs
-
-
 # State of the sliding kernels, a float64 array the caller owns: rows seen, length of the
 # current run of finite values, then the kernel's own entries.
 SUM_STATE = 6  # rows, run, equal run, previous value, sum, compensation

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from core.times import iso_z
+
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
 
@@ -161,7 +163,7 @@ def failed_checks(
                 if 0 <= int(index) < chunk.height:
                     column, ts, value = chunk.select("column", "ts", "value").row(int(index))
                     shown = "null" if value is None else f"{value:g}"
-                    examples.setdefault(column, []).append(f"{ts:%Y-%m-%dT%H:%MZ} {shown}")
+                    examples.setdefault(column, []).append(f"{iso_z(ts)} {shown}")
             failures[key] = (count, examples)
     lines = []
     for key, (count, examples) in failures.items():

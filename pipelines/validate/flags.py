@@ -9,6 +9,7 @@ import polars as pl
 
 from core.calendars import TradingCalendar
 from core.timeframes import Timeframe
+from core.times import iso_z
 
 
 def jump_score(close: pl.Expr, window: int) -> pl.Expr:
@@ -85,21 +86,20 @@ def quality_flags(
     )
     jumps = scored.filter(pl.col("z") > jump_sigmas)
     gaps = gaps_frame.filter(pl.col("missing") > 0)
-    iso = "%Y-%m-%dT%H:%M:%SZ"
     top_jumps = jumps.sort("z", descending=True).head(listed)
     top_gaps = gaps.sort("missing", descending=True).head(listed)
     return QualityFlags(
         jumps=jumps.height,
         jump_examples=[
-            {"ts": r["ts"].strftime(iso), "close": r["close"], "sigmas": round(r["z"], 1)}
+            {"ts": iso_z(r["ts"]), "close": r["close"], "sigmas": round(r["z"], 1)}
             for r in top_jumps.iter_rows(named=True)
         ],
         gaps=gaps.height,
         missing_bars=int(gaps["missing"].sum() or 0),
         largest_gaps=[
             {
-                "after": r["previous"].strftime(iso),
-                "before": r["ts"].strftime(iso),
+                "after": iso_z(r["previous"]),
+                "before": iso_z(r["ts"]),
                 "missing_bars": int(r["missing"]),
             }
             for r in top_gaps.iter_rows(named=True)

@@ -1,18 +1,18 @@
 """Bad input: exit 2, a message naming the file (and line), and nothing from the run stored.
 
-The invocations are independent, so each group runs side by side once per module and the
-tests read their results.
+The commands run in process; two runs go through a real process, for the exit status and the
+stderr of ``main()`` as a shell sees them.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from testkit.cli import run_many, run_solodesk
+from conftest import SampleDesk
+from testkit.cli import invoke, run_solodesk
 from testkit.files import hourly_bars, hst_bytes, hst_header, mt4_csv, write, zip_bytes
 
 GOOD = mt4_csv(hourly_bars(datetime(2017, 1, 3, 9), 5))
@@ -48,93 +48,155 @@ def _stored_files(home: Path) -> list[Path]:
     ]
 
 
-@pytest.fixture(scope="module")
-def bad_input_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[Path, Path, subprocess.CompletedProcess[str]]]:
-    jobs, cases = [], []
-    for case, (name, content, _) in sorted(BAD_INPUTS.items()):
-        folder = tmp_path_factory.mktemp("bad")
-        good = write(folder / "in" / "EURUSD60.csv", GOOD)
-        bad = folder / "in" / name
-        if content is not None:
-            write(bad, content())
-        # A good file named before the bad one; --timeframe H1 also suits the good file and
-        # leaves "no symbol" the only fault of export.csv.
-        extra = ["--timeframe", "H1"] if case == "no symbol" else []
-        jobs.append((["ingest", str(good), str(bad), "--json", *extra], folder / "home"))
-        cases.append((case, bad, folder / "home"))
-    runs = run_many(jobs)
-    return {case: (bad, home, run) for (case, bad, home), run in zip(cases, runs, strict=True)}
+def _message(stderr: str) -> str:
+    """Return stderr as one line, without the frame typer draws around usage errors."""
+    return " ".join(stderr.replace("│", " ").split())
+
+
+def _bad_input_args(case: str, folder: Path) -> tuple[list[str], Path]:
+    """Write a good file and the case's bad file under ``folder``; return the ingest arguments
+    (the good file named first) and the bad file."""
+    name, content, _ = BAD_INPUTS[case]
+    good = write(folder / "in" / "EURUSD60.csv", GOOD)
+    bad = folder / "in" / name
+    if content is not None:
+        write(bad, content())
+    # --timeframe H1 also suits the good file and leaves "no symbol" the only fault of export.csv.
+    extra = ["--timeframe", "H1"] if case == "no symbol" else []
+    return ["ingest", str(good), str(bad), "--json", *extra], bad
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_cli_ingest_bad_input_exit_2_names_file_and_stores_nothing(
-    bad_input_runs: dict[str, tuple[Path, Path, subprocess.CompletedProcess[str]]], case: str
+    tmp_path: Path, case: str
 ) -> None:
     # Arrange
-    bad, home, run = bad_input_runs[case]
-    expected = BAD_INPUTS[case][2]
+    args, bad = _bad_input_args(case, tmp_path)
+    home = tmp_path / "home"
+
+    # Act
+    run = invoke(args, home)
 
     # Assert
     assert run.returncode == 2, run.stderr
-    assert f"{bad}{expected}" in run.stderr
-    assert "Traceback" not in run.stderr
+    assert f"{bad}{BAD_INPUTS[case][2]}" in run.stderr
+    assert run.exception is None
     assert run.stdout == ""
     assert _stored_files(home) == []
     assert not (home / "catalog.duckdb").exists()
+
+
+def test_cli_ingest_bad_input_as_process_exit_2_without_traceback(tmp_path: Path) -> None:
+    # Arrange
+    args, bad = _bad_input_args("unknown format", tmp_path)
+    home = tmp_path / "home"
+
+    # Act
+    run = run_solodesk(args, home)
+
+    # Assert
+    assert run.returncode == 2, run.stderr
+    assert f"{bad}:1: unknown format" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    assert _stored_files(home) == []
 
 
 def test_cli_ingest_bad_input_leaves_existing_store_unchanged(tmp_path: Path) -> None:
     # Arrange
     home = tmp_path / "home"
     first = write(tmp_path / "in" / "EURUSD60.csv", GOOD)
-    assert run_solodesk(["ingest", str(first)], home).returncode == 0
+    assert invoke(["ingest", str(first)], home).returncode == 0
     before = {p: p.read_bytes() for p in _stored_files(home)}
     more = write(tmp_path / "in" / "EURUSD240.csv", mt4_csv(hourly_bars(datetime(2017, 2, 1), 5)))
 
     # Act
-    run = run_solodesk(["ingest", str(more), str(tmp_path / "in" / "missing.csv")], home)
+    run = invoke(["ingest", str(more), str(tmp_path / "in" / "missing.csv")], home)
 
     # Assert
     assert run.returncode == 2
+    assert f"{tmp_path / 'in' / 'missing.csv'}: no such file or folder" in run.stderr
     assert {p: p.read_bytes() for p in _stored_files(home)} == before
 
 
-BAD_USAGE: list[tuple[list[str], str]] = [
-    (["ingest"], "nothing to ingest"),
-    (["ingest", "x.csv", "--anchor", "noon"], "--anchor 'noon': use utc or broker"),
-    (["ingest", "x.csv", "--date-order", "ymd"], "--date-order 'ymd': use dmy or mdy"),
-    (["ingest", "x.csv", "--timeframe", "H2"], "unknown timeframe 'H2'"),
-    (["ingest", "x.csv", "--as-of", "yesterday"], "--as-of 'yesterday' is not a date"),
-    (["ingest", "x.csv", "--side", "last"], "'last' is not a valid Side"),
-    (["ingest", "sample:eurusd-h1", "--tz", "Mars/Base"], "unknown clock 'Mars/Base'"),
-    (["ingest", "--params", "missing.yaml"], "missing.yaml: cannot read parameters"),
-    (["resample", "--symbol", "EURUSD", "--timeframe", "H4"], "no stored series EURUSD M1 bid"),
-    (["ingest", "--colour", "red"], "No such option: --colour"),
-    (["data", "show"], "Missing option '--symbol'"),
-]
+# (arguments, what the message says: every fragment appears in it)
+BAD_USAGE: list[tuple[list[str], tuple[str, ...]]] = [
+    (["ingest"], ("nothing to ingest",)),
+    (["ingest", "x.csv", "--anchor", "noon"], ("'--anchor'", "'noon' is not one of 'utc', 'broker'")),
+    (["ingest", "x.csv", "--date-order", "ymd"], ("'--date-order'", "'ymd' is not one of 'dmy', 'mdy'")),
+    (["ingest", "x.csv", "--timeframe", "H2"], ("'--timeframe'", "unknown timeframe 'H2'")),
+    (["ingest", "x.csv", "--as-of", "yesterday"], ("'--as-of'", "'yesterday' is not a date")),
+    (["ingest", "x.csv", "--side", "last"], ("'--side'", "'last' is not one of 'bid', 'ask', 'mid'")),
+    (["ingest", "x.csv", "--format", "xls"], ("'--format'", "'xls' is not one of 'mt4-csv'")),
+    (["ingest", "x.csv", "--volume-kind", "lots"], ("'--volume-kind'", "'lots' is not one of 'none'")),
+    (["ingest", "sample:eurusd-h1", "--tz", "Mars/Base"], ("unknown clock 'Mars/Base'",)),
+    (["ingest", "--params", "missing.yaml"], ("missing.yaml: not found",)),
+    (["resample", "--symbol", "EURUSD", "--timeframe", "H4"], ("no stored series EURUSD M1 bid",)),
+    (["resample", "--symbol", "EURUSD", "--timeframe", "H4", "--side", "foo"],
+     ("'--side'", "'foo' is not one of 'bid', 'ask', 'mid'")),
+    (["resample", "--symbol", "EURUSD", "--timeframe", "H4", "--anchor", "noon"],
+     ("'--anchor'", "'noon' is not one of 'utc', 'broker'")),
+    (["data", "show", "--symbol", "EURUSD", "--timeframe", "H1", "--side", "last"],
+     ("'--side'", "'last' is not one of 'bid', 'ask', 'mid'")),
+    (["data", "show", "--symbol", "EURUSD", "--timeframe", "H1", "--from", "March"],
+     ("'--from'", "'March' is not a date")),
+    (["ingest", "--colour", "red"], ("No such option: --colour",)),
+    (["data", "show"], ("Missing option '--symbol'",)),
+    ([], ("Usage: solodesk",)),
+]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def bad_usage_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[tuple[Path, subprocess.CompletedProcess[str]]]:
-    homes = [tmp_path_factory.mktemp("usage") / "home" for _ in BAD_USAGE]
-    runs = run_many([(args, home) for (args, _), home in zip(BAD_USAGE, homes, strict=True)])
-    return list(zip(homes, runs, strict=True))
-
-
-@pytest.mark.parametrize("index", range(len(BAD_USAGE)), ids=[m for _, m in BAD_USAGE])
-def test_cli_bad_usage_exit_2_with_message(
-    bad_usage_runs: list[tuple[Path, subprocess.CompletedProcess[str]]], index: int
-) -> None:
+@pytest.mark.parametrize(
+    "index", range(len(BAD_USAGE)), ids=[" ".join(args) or "solodesk" for args, _ in BAD_USAGE]
+)
+def test_cli_bad_usage_exit_2_with_message(tmp_path: Path, index: int) -> None:
     # Arrange
-    home, run = bad_usage_runs[index]
-    message = BAD_USAGE[index][1]
+    args, fragments = BAD_USAGE[index]
+    home = tmp_path / "home"
+
+    # Act
+    run = invoke(args, home)
 
     # Assert
     assert run.returncode == 2, run.stderr
-    assert message in run.stderr
+    message = _message(run.stderr + run.stdout)
+    assert all(fragment in message for fragment in fragments), message
+    assert run.exception is None
+    assert _stored_files(home) == []
+
+
+RESAMPLE_BAD_SIDE = ["resample", "--symbol", "EURUSD", "--source", "H1", "--side", "foo",
+                     "--timeframe", "H4"]  # fmt: skip
+
+
+def test_cli_resample_bad_side_exit_2_names_sides_and_stores_nothing(
+    sample_desk: SampleDesk, copy_desk: Callable[[Path], Path]
+) -> None:
+    # Arrange: a desk holding EURUSD H1 ask, which the resample could have read.
+    home = copy_desk(sample_desk.home)
+    before = {p: p.read_bytes() for p in _stored_files(home)}
+
+    # Act
+    run = invoke(RESAMPLE_BAD_SIDE, home)
+
+    # Assert
+    assert run.returncode == 2, run.stderr
+    assert "Usage: solodesk resample" in run.stderr
+    assert "'foo' is not one of 'bid', 'ask', 'mid'" in _message(run.stderr)
+    assert run.exception is None
+    assert run.stdout == ""
+    assert {p: p.read_bytes() for p in _stored_files(home)} == before
+
+
+def test_cli_resample_bad_side_as_process_exit_2_without_traceback(tmp_path: Path) -> None:
+    # Arrange
+    home = tmp_path / "home"
+
+    # Act
+    run = run_solodesk(RESAMPLE_BAD_SIDE, home)
+
+    # Assert
+    assert run.returncode == 2, run.stderr
+    assert "'foo' is not one of 'bid', 'ask', 'mid'" in _message(run.stderr)
     assert "Traceback" not in run.stderr
     assert _stored_files(home) == []

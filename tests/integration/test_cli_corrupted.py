@@ -1,13 +1,15 @@
-"""Damaged rows inside readable files: exit 0, clean rows stored, bad rows quarantined."""
+"""Damaged rows inside readable files, in process: exit 0, clean rows stored, bad rows
+quarantined."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit.cli import json_lines, run_solodesk
+from testkit.cli import Invocation, invoke, json_lines
 from testkit.files import hourly_bars, hst_bytes, mt4_csv, utc, write
 from testkit.store import assert_store_consistent, stored_series
 
@@ -42,7 +44,7 @@ def _gbpusd() -> bytes:
 @pytest.fixture(scope="module")
 def corrupted_run(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Any, list[dict[str, Any]]]:
+) -> tuple[Path, Invocation, list[dict[str, Any]]]:
     folder = tmp_path_factory.mktemp("corrupted")
     inputs = folder / "inputs"
     write(inputs / "GBPUSD_H1.csv", _gbpusd())
@@ -58,14 +60,14 @@ def corrupted_run(
         ],
     )
     home = folder / "home"
-    run = run_solodesk(["ingest", str(inputs), "--as-of", "2030-01-01", "--json"], home, cwd=folder)
-    quarantine = run_solodesk(["data", "quarantine", "--json", "--limit", "0"], home, cwd=folder)
+    run = invoke(["ingest", str(inputs), "--as-of", "2030-01-01", "--json"], home, cwd=folder)
+    quarantine = invoke(["data", "quarantine", "--json", "--limit", "0"], home, cwd=folder)
     assert quarantine.returncode == 0, quarantine.stderr
     return home, run, json_lines(quarantine.stdout)
 
 
 def test_cli_corrupted_rows_exit_0_and_counts_add_up(
-    corrupted_run: tuple[Path, Any, list[dict[str, Any]]],
+    corrupted_run: tuple[Path, Invocation, list[dict[str, Any]]],
 ) -> None:
     # Arrange
     _, run, _ = corrupted_run
@@ -86,7 +88,7 @@ def test_cli_corrupted_rows_exit_0_and_counts_add_up(
 
 
 def test_cli_corrupted_clean_rows_stored_sorted(
-    corrupted_run: tuple[Path, Any, list[dict[str, Any]]],
+    corrupted_run: tuple[Path, Invocation, list[dict[str, Any]]],
 ) -> None:
     # Arrange
     home, _, _ = corrupted_run
@@ -104,7 +106,7 @@ def test_cli_corrupted_clean_rows_stored_sorted(
 
 
 def test_cli_corrupted_bad_rows_quarantined_with_source_line_reason(
-    corrupted_run: tuple[Path, Any, list[dict[str, Any]]],
+    corrupted_run: tuple[Path, Invocation, list[dict[str, Any]]],
 ) -> None:
     # Arrange
     _, _, quarantine = corrupted_run
@@ -123,15 +125,34 @@ def test_cli_corrupted_bad_rows_quarantined_with_source_line_reason(
 
 
 def test_cli_corrupted_quarantine_table_and_symbol_filter(
-    corrupted_run: tuple[Path, Any, list[dict[str, Any]]],
+    corrupted_run: tuple[Path, Invocation, list[dict[str, Any]]],
 ) -> None:
     # Arrange
     home, _, quarantine = corrupted_run
 
     # Act
-    only_eur = run_solodesk(["data", "quarantine", "--symbol", "eurusd", "--json"], home)
+    only_eur = invoke(["data", "quarantine", "--symbol", "eurusd", "--json"], home)
+    table = invoke(["data", "quarantine", "--limit", "3"], home)
 
     # Assert
     rows = json_lines(only_eur.stdout)
     assert {r["symbol"] for r in rows} == {"EURUSD"}
     assert len(rows) == sum(q["symbol"] == "EURUSD" for q in quarantine) == 2
+    assert table.returncode == 0, table.stderr
+    assert f"{len(quarantine)} quarantined rows (first 3)" in table.stdout
+
+
+def test_cli_corrupted_quarantine_json_times_written_with_z(
+    corrupted_run: tuple[Path, Invocation, list[dict[str, Any]]],
+) -> None:
+    # Arrange
+    _, _, quarantine = corrupted_run
+
+    # Act
+    times = {(Path(q["source"]).name, q["line"]): q["ts"] for q in quarantine}
+
+    # Assert: rows whose time was read carry it ISO-8601 UTC with Z; unreadable times are null.
+    assert times[("GBPUSD_H1.csv", 3)] == "2017-01-03T01:00:00Z"
+    assert times[("EURUSD60.csv", 4)] is None
+    written = [t for t in times.values() if t is not None]
+    assert written and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in written)

@@ -1,4 +1,5 @@
-"""End to end on the bundled sample: ingest --json, re-ingest, data list/show/sql, resample."""
+"""End to end on the bundled sample, in process: ingest --json, re-ingest, data list/show/sql,
+resample. One ``data list`` runs as a real process, for the exit status of a success."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-from testkit.cli import json_lines, run_solodesk
+from conftest import SampleDesk
+from testkit.cli import invoke, json_lines, run_solodesk
 from testkit.store import assert_store_consistent, manifest_rows
-
-from .conftest import SampleDesk
 
 SAMPLE_ROWS = 6225  # data lines of gym-anytrading's FOREX_EURUSD_1H_ASK.csv
 
@@ -48,7 +48,7 @@ def test_cli_ingest_sample_again_adds_nothing_same_version(sample_desk: SampleDe
 
 def test_cli_data_list_json_describes_the_series(sample_desk: SampleDesk) -> None:
     # Act
-    run = run_solodesk(["data", "list", "--json"], sample_desk.home)
+    run = invoke(["data", "list", "--json"], sample_desk.home)
 
     # Assert
     assert run.returncode == 0, run.stderr
@@ -61,14 +61,25 @@ def test_cli_data_list_json_describes_the_series(sample_desk: SampleDesk) -> Non
     }  # fmt: skip
 
 
+def test_cli_data_list_as_process_exit_0_json_only_on_stdout(sample_desk: SampleDesk) -> None:
+    # Act
+    run = run_solodesk(["data", "list", "--json"], sample_desk.home)
+
+    # Assert
+    assert run.returncode == 0, run.stderr
+    (series,) = json_lines(run.stdout)
+    assert (series["symbol"], series["rows"]) == ("EURUSD", SAMPLE_ROWS)
+    assert "Traceback" not in run.stderr
+
+
 def test_cli_data_show_json_window_and_tail(sample_desk: SampleDesk) -> None:
     # Act
-    run = run_solodesk(
+    run = invoke(
         ["data", "show", "--symbol", "eurusd", "--timeframe", "60", "--from", "2017-03-01",
          "--to", "2017-03-01T03:00Z", "--tail", "10", "--json"],
         sample_desk.home,
     )  # fmt: skip
-    tail = run_solodesk(
+    tail = invoke(
         ["data", "show", "--symbol", "EURUSD", "--timeframe", "H1", "--tail", "2", "--json"],
         sample_desk.home,
     )
@@ -91,9 +102,7 @@ def test_cli_data_show_json_window_and_tail(sample_desk: SampleDesk) -> None:
 
 def test_cli_data_show_table_names_series_and_version(sample_desk: SampleDesk) -> None:
     # Act
-    run = run_solodesk(
-        ["data", "show", "--symbol", "EURUSD", "--timeframe", "H1"], sample_desk.home
-    )
+    run = invoke(["data", "show", "--symbol", "EURUSD", "--timeframe", "H1"], sample_desk.home)
 
     # Assert
     assert run.returncode == 0, run.stderr
@@ -105,13 +114,12 @@ def test_cli_data_show_table_names_series_and_version(sample_desk: SampleDesk) -
 
 def test_cli_data_show_unknown_series_exit_2_listing_stored(sample_desk: SampleDesk) -> None:
     # Act
-    run = run_solodesk(
-        ["data", "show", "--symbol", "GBPUSD", "--timeframe", "H1"], sample_desk.home
-    )
+    run = invoke(["data", "show", "--symbol", "GBPUSD", "--timeframe", "H1"], sample_desk.home)
 
     # Assert
     assert run.returncode == 2
-    assert "GBPUSD H1: no such series (stored: EURUSD H1 ask)" in run.stderr
+    assert "no stored series GBPUSD H1 (stored: EURUSD H1 ask)" in run.stderr
+    assert run.stdout == ""
 
 
 def test_cli_resample_h1_to_h4_and_d1_on_broker_day(
@@ -123,8 +131,8 @@ def test_cli_resample_h1_to_h4_and_d1_on_broker_day(
             "--timeframe", "H4", "--timeframe", "D1", "--json"]  # fmt: skip
 
     # Act
-    first = run_solodesk(args, home)
-    again = run_solodesk(args, home)
+    first = invoke(args, home)
+    again = invoke(args, home)
 
     # Assert
     assert first.returncode == 0, first.stderr
@@ -134,12 +142,12 @@ def test_cli_resample_h1_to_h4_and_d1_on_broker_day(
     assert d1["rows_added"] == d1["rows_read"] > 250
     assert h4["rows_added"] == h4["rows_read"] > 4 * 250
     assert [line["rows_added"] for line in json_lines(again.stdout)] == [0, 0]
-    listed = json_lines(run_solodesk(["data", "list", "--json"], home).stdout)
+    listed = json_lines(invoke(["data", "list", "--json"], home).stdout)
     assert [(s["timeframe"], s["rows"]) for s in listed] == [
         ("H1", SAMPLE_ROWS), ("H4", h4["rows_added"]), ("D1", d1["rows_added"]),
     ]  # fmt: skip
     summer = json_lines(
-        run_solodesk(["data", "show", "--symbol", "EURUSD", "--timeframe", "D1", "--from",
+        invoke(["data", "show", "--symbol", "EURUSD", "--timeframe", "D1", "--from",
                       "2017-07-03", "--to", "2017-07-05", "--json"], home).stdout
     )  # fmt: skip
     assert [b["ts"] for b in summer] == ["2017-07-03T21:00:00Z", "2017-07-04T21:00:00Z"]
@@ -162,11 +170,11 @@ def test_cli_resample_with_other_anchor_refused_exit_2(
         "--timeframe",
         "D1",
     ]
-    assert run_solodesk(base, home).returncode == 0
+    assert invoke(base, home).returncode == 0
     before = (home / "store" / "manifest.json").read_text()
 
     # Act
-    run = run_solodesk([*base, "--anchor", "utc"], home)
+    run = invoke([*base, "--anchor", "utc"], home)
 
     # Assert
     assert run.returncode == 2
@@ -179,9 +187,7 @@ def test_cli_catalog_bars_count_equals_manifest_rows(sample_desk: SampleDesk) ->
     manifest = json.loads((sample_desk.home / "store" / "manifest.json").read_text())
 
     # Act
-    run = run_solodesk(
-        ["data", "sql", "select count(*) as n from bars", "--json"], sample_desk.home
-    )
+    run = invoke(["data", "sql", "select count(*) as n from bars", "--json"], sample_desk.home)
     con = duckdb.connect(str(sample_desk.home / "catalog.duckdb"), read_only=True)
     try:
         direct = con.execute("select count(*) from bars").fetchone()
@@ -196,9 +202,23 @@ def test_cli_catalog_bars_count_equals_manifest_rows(sample_desk: SampleDesk) ->
     assert series == [("EURUSD", "H1", "ask", SAMPLE_ROWS)]
 
 
+def test_cli_data_sql_json_times_written_with_z(sample_desk: SampleDesk) -> None:
+    # Act
+    run = invoke(
+        ["data", "sql", "select min(ts) as first, max(ts) as last from bars", "--json"],
+        sample_desk.home,
+    )
+
+    # Assert
+    assert run.returncode == 0, run.stderr
+    assert json_lines(run.stdout) == [
+        {"first": "2017-01-01T22:00:00Z", "last": "2017-12-29T21:00:00Z"}
+    ]
+
+
 def test_cli_data_sql_bad_query_exit_2(sample_desk: SampleDesk) -> None:
     # Act
-    run = run_solodesk(["data", "sql", "select nope from bars"], sample_desk.home)
+    run = invoke(["data", "sql", "select nope from bars"], sample_desk.home)
 
     # Assert
     assert run.returncode == 2
@@ -207,7 +227,7 @@ def test_cli_data_sql_bad_query_exit_2(sample_desk: SampleDesk) -> None:
 
 def test_cli_instruments_json_lists_registry(tmp_path: Path) -> None:
     # Act
-    run = run_solodesk(["instruments", "--json"], tmp_path / "home")
+    run = invoke(["instruments", "--json"], tmp_path / "home")
 
     # Assert
     assert run.returncode == 0, run.stderr

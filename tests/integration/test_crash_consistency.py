@@ -34,7 +34,9 @@ from testkit.store import assert_store_consistent, manifest_rows, stored_series
 
 from core.settings import Settings
 from core.timeframes import Timeframe
-from feature_store.ingest import IngestOptions, ingest
+from services.ingest import IngestOptions, ingest
+
+pytestmark = pytest.mark.slow  # five killed processes and three full ingests: about 30 s
 
 DRIVER = Path(__file__).with_name("ingest_driver.py")
 RESAMPLE = (Timeframe.H1, Timeframe.D1)

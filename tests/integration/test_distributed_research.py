@@ -18,21 +18,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SampleDesk
 from testkit.cli import REPO
 from testkit.postgres import scratch_database
+from testkit.services import service_missing
 
 from core.ports import NullTracker
 from core.settings import Settings
 from core.timeframes import Timeframe
-from feature_store.research import (
+from pipelines.train.config import (
+    Scheme,
+    SplitConfig,
+    StatsConfig,
+    TuningConfig,
+    WalkForwardConfig,
+)
+from services.research import (
     ResearchInputs,
     WalkForwardOutcome,
-    research_inputs,
+    load_research_inputs,
     run_stored_walkforward,
 )
-from pipelines.train.config import SplitConfig, StatsConfig, TuningConfig, WalkForwardConfig
 
-from .conftest import SampleDesk
+# A cluster of two worker processes and four walk-forwards (one on PostgreSQL stores).
+pytestmark = pytest.mark.slow
 
 MODEL = "EURUSD-H1-default"
 FOLDS = 2
@@ -53,7 +62,7 @@ def _settings(home: Path, **infrastructure: str) -> Settings:
 def _config(*, trials: int = 2, workers_per_study: int = 1) -> WalkForwardConfig:
     return WalkForwardConfig(
         model="logistic",
-        split=SplitConfig(scheme="rolling", folds=FOLDS),
+        split=SplitConfig(scheme=Scheme.ROLLING, folds=FOLDS),
         tuning=TuningConfig(trials=trials, workers_per_study=workers_per_study),
         stats=StatsConfig(n_boot=200),
         seed=3,
@@ -86,7 +95,7 @@ def desk(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="module")
 def inputs(desk: Path) -> ResearchInputs:
-    return research_inputs(
+    return load_research_inputs(
         _settings(desk),
         symbol="EURUSD",
         timeframe=Timeframe.H1,
@@ -105,7 +114,7 @@ def cluster() -> Iterator[Any]:
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         )
     except (OSError, RuntimeError, TimeoutError) as exc:
-        pytest.skip(f"cannot start a local Dask cluster: {type(exc).__name__}: {exc}")
+        service_missing("dask", f"cannot start a local Dask cluster: {type(exc).__name__}: {exc}")
     with started:
         yield started
 
@@ -148,16 +157,16 @@ def test_walkforward_on_dask_cluster_matches_local_run(local_and_cluster: Pair) 
     local, remote = local_and_cluster.local.summary, local_and_cluster.remote.summary
 
     # Act
-    local_params = [f["params"] for f in local["folds"]]
-    remote_params = [f["params"] for f in remote["folds"]]
+    local_params = [f.params for f in local.folds]
+    remote_params = [f.params for f in remote.folds]
 
     # Assert
-    assert remote["run_id"] != local["run_id"]
+    assert remote.run_id != local.run_id
     # Same seeds, same trials, same fits: equal up to how a BLAS with another thread count
     # orders its sums; one position traded differently would move the Sharpe far more.
-    assert remote["oos"]["sharpe"] == pytest.approx(local["oos"]["sharpe"], rel=1e-12)
-    assert remote["oos"]["sharpe_ci"] == pytest.approx(local["oos"]["sharpe_ci"], rel=1e-12)
-    assert remote["oos"]["n_trades"] == local["oos"]["n_trades"]
+    assert remote.oos.sharpe == pytest.approx(local.oos.sharpe, rel=1e-12)
+    assert remote.oos.sharpe_ci == pytest.approx(local.oos.sharpe_ci, rel=1e-12)
+    assert remote.oos.n_trades == local.oos.n_trades
     assert remote_params == local_params
     assert len(remote_params) == FOLDS and all(remote_params)
 
@@ -167,8 +176,8 @@ def test_walkforward_on_dask_cluster_tunes_in_the_cluster_workers(
 ) -> None:
     # Arrange
     url = local_and_cluster.optuna_url
-    remote_id = local_and_cluster.remote.summary["run_id"]
-    local_id = local_and_cluster.local.summary["run_id"]
+    remote_id = local_and_cluster.remote.summary.run_id
+    local_id = local_and_cluster.local.summary.run_id
 
     # Act
     remote_trials = _study_trials(url, remote_id)
@@ -210,7 +219,7 @@ def test_shared_tuning_on_postgres_each_window_study_holds_all_trials(
     shared_tuning: SharedTuning,
 ) -> None:
     # Arrange
-    run_id = shared_tuning.outcome.summary["run_id"]
+    run_id = shared_tuning.outcome.summary.run_id
 
     # Act
     studies = _study_trials(shared_tuning.optuna_url, run_id)
@@ -227,7 +236,7 @@ def test_shared_tuning_on_postgres_trials_come_from_two_workers(
     shared_tuning: SharedTuning, worker_pids: set[int]
 ) -> None:
     # Arrange
-    run_id = shared_tuning.outcome.summary["run_id"]
+    run_id = shared_tuning.outcome.summary.run_id
 
     # Act
     studies = _study_trials(shared_tuning.optuna_url, run_id)
@@ -243,7 +252,7 @@ def test_shared_tuning_on_postgres_workers_never_repeat_a_trial(
     shared_tuning: SharedTuning,
 ) -> None:
     # Arrange
-    run_id = shared_tuning.outcome.summary["run_id"]
+    run_id = shared_tuning.outcome.summary.run_id
 
     # Act
     studies = _study_trials(shared_tuning.optuna_url, run_id)
@@ -259,14 +268,15 @@ def test_shared_tuning_on_postgres_summary_is_complete(shared_tuning: SharedTuni
     summary = shared_tuning.outcome.summary
 
     # Assert
-    oos = summary["oos"]
+    oos = summary.oos
     for key in ("sharpe", "psr", "dsr", "total_return", "max_drawdown", "hit_rate"):
-        assert oos[key] is not None, key
-    lo, hi = oos["sharpe_ci"]
-    assert lo <= oos["sharpe"] <= hi
-    assert [f["fold"] for f in summary["folds"]] == list(range(FOLDS))
-    assert all(f["n_trials"] == SHARED_TRIALS and f["params"] for f in summary["folds"])
-    assert summary["trials"]["total"] == FOLDS * SHARED_TRIALS
+        assert getattr(oos, key) is not None, key
+    lo, hi = oos.sharpe_ci
+    assert lo is not None and hi is not None and oos.sharpe is not None
+    assert lo <= oos.sharpe <= hi
+    assert [f.fold for f in summary.folds] == list(range(FOLDS))
+    assert all(f.n_trials == SHARED_TRIALS and f.params for f in summary.folds)
+    assert summary.trials.total == FOLDS * SHARED_TRIALS
 
 
 @pytest.mark.postgres
@@ -289,9 +299,9 @@ def test_walkforward_with_postgres_tracking_registers_challenger_there(
         client = MlflowClient(tracking_uri=url, registry_uri=url)
         version = client.get_model_version_by_alias(MODEL, "challenger")
         assert int(version.version) == outcome.model_version == 1
-        assert version.run_id == outcome.summary["mlflow_run_id"]
-        run = client.get_run(version.run_id)
-        assert run.data.metrics["oos_sharpe"] == pytest.approx(outcome.summary["oos"]["sharpe"])
+        assert version.run_id == outcome.summary.mlflow_run_id
+        run = client.get_run(str(version.run_id))
+        assert run.data.metrics["oos_sharpe"] == pytest.approx(outcome.summary.oos.sharpe)
         artifacts = (home / "mlflow" / "artifacts").resolve()
         experiment = client.get_experiment(run.info.experiment_id)
         assert experiment.artifact_location == artifacts.as_uri()

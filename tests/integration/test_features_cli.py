@@ -1,18 +1,17 @@
-"""End to end on the sample: features build (twice: a cache hit), list, show, data sql, --all."""
+"""End to end on the sample, in process: features build (twice: a cache hit), list, show, data
+sql, --all, and the bad inputs that store nothing."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit.cli import REPO, json_lines, run_many, run_solodesk
-
-from .conftest import SampleDesk
+from conftest import SampleDesk
+from testkit.cli import REPO, Invocation, invoke, json_lines
 
 BUILD = ["features", "build", "--feature-set", "default", "--symbol", "EURUSD",
          "--timeframe", "H1"]  # fmt: skip
@@ -35,17 +34,17 @@ def feature_desk(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFacto
     home = tmp_path_factory.mktemp("features") / "home"
     shutil.copytree(sample_desk.home, home)
     shutil.copy(REPO / "params.yaml", home.parent / "params.yaml")
-    resample = run_solodesk(
+    resample = invoke(
         ["resample", "--symbol", "EURUSD", "--source", "H1", "--side", "ask",
          "--timeframe", "H4", "--timeframe", "D1"], home,
     )  # fmt: skip
-    assert resample.returncode == 0, resample.stderr
+    assert resample.returncode == 0, (resample.stderr, resample.exception)
     index = home / "features" / "index.json"
-    first = run_solodesk([*BUILD, "--json"], home)
-    assert first.returncode == 0, first.stderr
+    first = invoke([*BUILD, "--json"], home)
+    assert first.returncode == 0, (first.stderr, first.exception)
     after_first = index.read_bytes()
-    second = run_solodesk([*BUILD, "--json"], home)
-    assert second.returncode == 0, second.stderr
+    second = invoke([*BUILD, "--json"], home)
+    assert second.returncode == 0, (second.stderr, second.exception)
     (one,), (two,) = json_lines(first.stdout), json_lines(second.stdout)
     return FeatureDesk(home, one, two, after_first, index.read_bytes())
 
@@ -79,14 +78,10 @@ def test_cli_features_build_again_is_a_cache_hit(feature_desk: FeatureDesk) -> N
 
 def test_cli_features_list_and_show_json(feature_desk: FeatureDesk) -> None:
     # Act
-    listed, shown = run_many(
-        [
-            (["features", "list", "--json"], feature_desk.home),
-            (["features", "show", "--feature-set", "default", "--symbol", "eurusd",
-              "--timeframe", "60", "--columns", "rsi_14,h4_rsi_14,label", "--rows", "2",
-              "--json"], feature_desk.home),
-        ]
-    )  # fmt: skip
+    listed = invoke(["features", "list", "--json"], feature_desk.home)
+    shown = invoke(["features", "show", "--feature-set", "default", "--symbol", "eurusd",
+                    "--timeframe", "60", "--columns", "rsi_14,h4_rsi_14,label", "--rows", "2",
+                    "--json"], feature_desk.home)  # fmt: skip
 
     # Assert
     assert listed.returncode == 0, listed.stderr
@@ -107,7 +102,7 @@ def test_cli_features_list_and_show_json(feature_desk: FeatureDesk) -> None:
 
 def test_cli_data_sql_joins_bars_features_and_labels(feature_desk: FeatureDesk) -> None:
     # Act
-    run = run_solodesk(
+    run = invoke(
         ["data", "sql", "select count(*) as n, count(label) as labelled, min(rsi_14) as lo, "
          "max(rsi_14) as hi, bool_and(close > 0) as prices, max(version) as version "
          "from features_default where symbol = 'EURUSD' and timeframe = 'H1'", "--json"],
@@ -128,7 +123,7 @@ def test_cli_features_build_all_builds_every_stored_series_with_the_context_that
     feature_desk: FeatureDesk,
 ) -> None:
     # Act
-    run = run_solodesk(["features", "build", "--all", "--json"], feature_desk.home)
+    run = invoke(["features", "build", "--all", "--json"], feature_desk.home)
 
     # Assert
     assert run.returncode == 0, run.stderr
@@ -136,7 +131,7 @@ def test_cli_features_build_all_builds_every_stored_series_with_the_context_that
     assert sorted(builds) == ["D1", "H1", "H4"]
     assert builds["H1"]["cache_hit"] is True
     assert "skipped" not in run.stderr
-    shown = run_solodesk(
+    shown = invoke(
         ["features", "show", "--feature-set", "default", "--symbol", "EURUSD", "--timeframe", "H4",
          "--json"],
         feature_desk.home,
@@ -145,7 +140,7 @@ def test_cli_features_build_all_builds_every_stored_series_with_the_context_that
     assert "d1_rsi_14" in shown.stdout and "h4_rsi_14" not in shown.stdout
 
 
-def _bad_runs(home: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+def _bad_runs(home: Path) -> dict[str, Invocation]:
     cases = {
         "no feature set 'nope' (declared: default)": [*BUILD[:2], "--feature-set", "nope", *BUILD[4:]],
         "unknown timeframe 'H3'": [*BUILD[:6], "--timeframe", "H3"],
@@ -157,8 +152,7 @@ def _bad_runs(home: Path) -> dict[str, subprocess.CompletedProcess[str]]:
         "not in the build": ["features", "show", "--feature-set", "default", "--symbol",
                              "EURUSD", "--timeframe", "H1", "--columns", "nope"],
     }  # fmt: skip
-    runs = run_many([(args, home) for args in cases.values()])
-    return dict(zip(cases, runs, strict=True))
+    return {message: invoke(args, home) for message, args in cases.items()}
 
 
 def test_cli_features_bad_input_exits_2_with_a_message(feature_desk: FeatureDesk) -> None:
@@ -175,3 +169,33 @@ def test_cli_features_bad_input_exits_2_with_a_message(feature_desk: FeatureDesk
         assert message in run.stderr.replace("\n", " "), (message, run.stderr)
         assert "Traceback" not in run.stderr
     assert json.loads(index.read_text()) == before
+
+
+def test_cli_features_tables_without_json_show_builds_and_columns(
+    feature_desk: FeatureDesk,
+) -> None:
+    # Act
+    built = invoke(BUILD, feature_desk.home)
+    listed = invoke(["features", "list", "--latest"], feature_desk.home)
+    shown = invoke(["features", "show", "--feature-set", "default", "--symbol", "EURUSD",
+                    "--timeframe", "H1", "--columns", "rsi_14", "--rows", "1"],
+                   feature_desk.home)  # fmt: skip
+
+    # Assert
+    assert built.returncode == listed.returncode == shown.returncode == 0
+    assert "1 feature build(s)" in built.stderr and " hit " in built.stderr
+    assert feature_desk.first["version"][:12] in listed.stdout
+    assert f"version {feature_desk.first['version']}" in shown.stdout
+    assert "last 1 rows" in shown.stdout and "rsi_14" in shown.stdout
+
+
+def test_cli_features_specs_json_lists_the_default_set(feature_desk: FeatureDesk) -> None:
+    # Act
+    done = invoke(["features", "specs", "--json"], feature_desk.home)
+
+    # Assert
+    assert done.returncode == 0, done.stderr
+    specs = {s["name"]: s for s in json_lines(done.stdout)}
+    assert len(specs) == 71
+    assert (specs["rsi_14"]["lower"], specs["rsi_14"]["upper"]) == (0.0, 100.0)
+    assert specs["rsi_14"]["warmup"] == 14

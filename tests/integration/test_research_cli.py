@@ -1,28 +1,30 @@
-"""End to end on the sample: walk-forward, CPCV, promotion, training, bad input and the audit.
+"""End to end, in process: walk-forward, CPCV, promotion, training, bad input and the audit.
 
-Every invocation is independent of the others except the promotion chain (a walk-forward, a
-first promotion, a second walk-forward, a second promotion, the listing), which runs in order
-on a desk of its own. The groups run side by side once per module, each on its own copy of
-the sample desk, and the tests read their results.
+Every command runs in this process on a copy of the sample desk, one after another. The
+promotion chain (a walk-forward, a first promotion, a second walk-forward, a second promotion,
+the listing) runs in order on a desk of its own; training and the audited walk-forward each on
+another. Each group runs once per module and the tests read what it left.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
-from testkit.cli import REPO, json_lines, run_solodesk
+from conftest import SampleDesk
+from testkit.cli import REPO, Invocation, invoke, json_lines
 
-from .conftest import SampleDesk
+# Four copies of the desk, four walk-forwards (two of them audited) and a training: tens of
+# seconds in all.
+pytestmark = pytest.mark.slow
 
 PARAMS = REPO / "params.yaml"
 MODEL = "EURUSD-H1-default"
@@ -36,12 +38,13 @@ CPCV = [*WALKFORWARD, "--scheme", "cpcv", "--groups", "4", "--test-groups", "2",
 TRAIN = ["train", "--symbol", "EURUSD", "--timeframe", "H1", "--params", str(PARAMS), *SINCE,
          "--model", "logistic", "--trials", "2", "--json"]  # fmt: skip
 AUDIT = [*ROLLING, "--audit"]
-HEAVY_TIMEOUT = 300.0
+# The leak is glaring: the last quarter of the sample is plenty to expose it (the second
+# --from is the one that counts).
+LEAKY_AUDIT = [*AUDIT, "--from", "2017-10-01"]
 # case -> (arguments, text the message on stderr must hold)
 BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "unknown model": ([*ROLLING, "--model", "perceptron"], "--model 'perceptron': choose one of"),
-    "unknown scheme": ([*ROLLING, "--scheme", "monthly"],
-                       "--scheme 'monthly': use rolling, anchored or cpcv"),
+    "unknown scheme": ([*ROLLING, "--scheme", "monthly"], "Invalid value for '--scheme'"),
     "missing params file": ([*ROLLING, "--params", "no-such-params.yaml"],
                             "no-such-params.yaml: not found"),
     "unknown feature set": ([*ROLLING, "--feature-set", "nonexistent"],
@@ -51,8 +54,6 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "promote unknown model": (["models", "promote", "--name", "GBPUSD-H1-default", "--json"],
                               "no registered model 'GBPUSD-H1-default'"),
 }  # fmt: skip
-
-Finished = subprocess.CompletedProcess[str]
 
 
 @dataclass(frozen=True)
@@ -64,115 +65,113 @@ class PromotionChain:
     """
 
     home: Path
-    rolling: Finished
+    rolling: Invocation
     aliases_after_rolling: dict[str, int]
-    first_promotion: Finished
-    cpcv: Finished
-    second_promotion: Finished
-    listing: Finished
+    first_promotion: Invocation
+    cpcv: Invocation
+    second_promotion: Invocation
+    listing: Invocation
 
 
 @dataclass(frozen=True)
-class Invocation:
+class DeskRun:
     """One command run on a desk of its own."""
 
     home: Path
-    done: Finished
-
-
-@dataclass(frozen=True)
-class ResearchRuns:
-    """The module's command runs, started together; ``result()`` waits for one group."""
-
-    chain: Future[PromotionChain]
-    train: Future[Invocation]
-    audit: Future[Invocation]
-    bad_inputs: dict[str, Future[Invocation]]
-
-
-def _mlflow_client_class() -> Any:
-    # Offline, as the desk's own MLflow adapter is: no usage reports from the test machine.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient
+    done: Invocation
 
 
 def _mlflow_client(home: Path) -> Any:
-    uri = f"sqlite:///{(home / 'mlflow' / 'mlflow.db').resolve()}"
-    return _mlflow_client_class()(tracking_uri=uri, registry_uri=uri)
+    # Through the desk's own adapter, which keeps MLflow offline and quiet before it loads.
+    from feature_store.model_registry import ModelRegistry
+
+    return ModelRegistry(f"sqlite:///{(home / 'mlflow' / 'mlflow.db').resolve()}").client
 
 
-def _promotion_chain(home: Path) -> PromotionChain:
-    rolling = run_solodesk(ROLLING, home, timeout=HEAVY_TIMEOUT)
+def _copy(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    home = tmp_path_factory.mktemp(name) / "home"
+    shutil.copytree(sample_desk.home, home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def chain(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> PromotionChain:
+    home = _copy(sample_desk, tmp_path_factory, "chain")
+    rolling = invoke(ROLLING, home)
     aliases: dict[str, int] = {}
     if rolling.returncode == 0:
         model = _mlflow_client(home).get_registered_model(MODEL)
         aliases = {alias: int(version) for alias, version in model.aliases.items()}
-    first = run_solodesk(["models", "promote", "--name", MODEL, "--json"], home)
-    cpcv = run_solodesk(CPCV, home, timeout=HEAVY_TIMEOUT)
-    second = run_solodesk(
-        ["models", "promote", "--name", MODEL, "--min-dsr", "1.01", "--json"], home
-    )
-    listing = run_solodesk(["models", "list", "--json"], home)
+    first = invoke(["models", "promote", "--name", MODEL, "--json"], home)
+    cpcv = invoke(CPCV, home)
+    second = invoke(["models", "promote", "--name", MODEL, "--min-dsr", "1.01", "--json"], home)
+    listing = invoke(["models", "list", "--json"], home)
     return PromotionChain(home, rolling, aliases, first, cpcv, second, listing)
 
 
-def _invocation(args: list[str], home: Path, timeout: float = 120.0) -> Invocation:
-    return Invocation(home, run_solodesk(args, home, timeout=timeout))
+@pytest.fixture(scope="module")
+def train(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> DeskRun:
+    home = _copy(sample_desk, tmp_path_factory, "train")
+    return DeskRun(home, invoke(TRAIN, home))
 
 
 @pytest.fixture(scope="module")
-def bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Let the module's command runs share compiled bytecode in a folder of this session.
+def audit(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> DeskRun:
+    home = _copy(sample_desk, tmp_path_factory, "audit")
+    return DeskRun(home, invoke(AUDIT, home))
 
-    With ``PYTHONDONTWRITEBYTECODE`` set, every ``solodesk`` process would compile its whole
-    import tree again (seconds each); the cache changes nothing the commands do.
-    """
-    folder = tmp_path_factory.getbasetemp() / "bytecode"
+
+@dataclass(frozen=True)
+class LeakyAudit:
+    """An audited walk-forward with a feature that reads the next bar, on the audit's desk."""
+
+    done: Invocation
+    latest_before: str | None
+    latest_after: str | None
+    versions_before: int
+    versions_after: int
+
+
+def _next_bar_return(bars: pl.DataFrame) -> pl.DataFrame:
+    """Return the next bar's log return as a feature: unknown at the end of bar t."""
+    leak = (pl.col("close").shift(-1) / pl.col("close")).log()
+    return bars.select(pl.col("ts"), leak.alias("next_log_return"))
+
+
+def _text(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+def _version_count(home: Path) -> int:
+    return len(_mlflow_client(home).search_model_versions(f"name = '{MODEL}'"))
+
+
+@pytest.fixture(scope="module")
+def leaky_audit(audit: DeskRun) -> LeakyAudit:
+    # The command reads its inputs through services.research: the leak is added there, as a
+    # careless extra feature would be.
+    import services.research
+
+    latest = audit.home / "research" / "latest" / "walkforward.json"
+    latest_before, versions_before = _text(latest), _version_count(audit.home)
+    leaky_inputs = partial(services.research.load_research_inputs, extra=_next_bar_return)
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-        patch.setenv("PYTHONPYCACHEPREFIX", str(folder))
-        yield folder
+        patch.setattr(services.research, "load_research_inputs", leaky_inputs)
+        done = invoke(LEAKY_AUDIT, audit.home)
+    return LeakyAudit(
+        done, latest_before, _text(latest), versions_before, _version_count(audit.home)
+    )
 
 
 @pytest.fixture(scope="module")
-def runs(
-    sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory, bytecode_cache: Path
-) -> Iterator[ResearchRuns]:
-    def desk(name: str) -> Path:
-        home = tmp_path_factory.mktemp(name) / "home"
-        shutil.copytree(sample_desk.home, home)
-        return home
-
-    chain_home, audit_home, train_home, bad_home = (
-        desk(n) for n in ("chain", "audit", "train", "bad")
-    )
-    # Two at a time on two cores: the chain runs in order on one, the others queue on the other.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        started = ResearchRuns(
-            chain=pool.submit(_promotion_chain, chain_home),
-            audit=pool.submit(_invocation, AUDIT, audit_home, HEAVY_TIMEOUT),
-            train=pool.submit(_invocation, TRAIN, train_home, HEAVY_TIMEOUT),
-            bad_inputs={
-                case: pool.submit(_invocation, args, bad_home)
-                for case, (args, _) in BAD_INPUTS.items()
-            },
-        )
-        # Import MLflow here while the commands run, not on the chain's way.
-        _mlflow_client_class()
-        yield started
+def bad_home(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _copy(sample_desk, tmp_path_factory, "bad")
 
 
-def _one_line(done: Finished) -> dict[str, Any]:
+def _one_line(done: Invocation) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     (line,) = json_lines(done.stdout)
     return line
-
-
-@pytest.fixture(scope="module")
-def chain(runs: ResearchRuns) -> PromotionChain:
-    return runs.chain.result()
 
 
 @pytest.fixture(scope="module")
@@ -363,9 +362,8 @@ def test_models_list_json_lists_both_versions_with_aliases(chain: PromotionChain
     assert all("dsr" in v["scores"] and v["created"].endswith("Z") for v in versions)
 
 
-def test_train_json_logs_a_model_in_the_train_experiment(runs: ResearchRuns) -> None:
+def test_train_json_logs_a_model_in_the_train_experiment(train: DeskRun) -> None:
     # Arrange
-    train = runs.train.result()
     client = _mlflow_client(train.home)
 
     # Act
@@ -385,23 +383,23 @@ def test_train_json_logs_a_model_in_the_train_experiment(runs: ResearchRuns) -> 
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_research_commands_bad_input_exit_2_with_a_message(runs: ResearchRuns, case: str) -> None:
+def test_research_commands_bad_input_exit_2_with_a_message(bad_home: Path, case: str) -> None:
     # Arrange
-    _, message = BAD_INPUTS[case]
+    args, message = BAD_INPUTS[case]
 
     # Act
-    invocation = runs.bad_inputs[case].result()
+    done = invoke(args, bad_home)
 
     # Assert
-    assert invocation.done.returncode == 2, invocation.done.stderr
-    assert message in invocation.done.stderr
-    assert invocation.done.stdout == ""
-    assert not (invocation.home / "research").exists()
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert done.stdout == ""
+    assert not (bad_home / "research").exists()
+    assert not (bad_home / "mlflow").exists()
 
 
-def test_walkforward_audit_json_reports_both_controls_consistently(runs: ResearchRuns) -> None:
+def test_walkforward_audit_json_reports_both_controls_consistently(audit: DeskRun) -> None:
     # Act
-    audit = runs.audit.result()
     done = audit.done
 
     # Assert
@@ -422,3 +420,23 @@ def test_walkforward_audit_json_reports_both_controls_consistently(runs: Researc
         assert done.returncode == 1
         assert "leakage audit FAILED" in done.stderr
         assert summary.get("model_version") is None
+
+
+def test_walkforward_audit_leaky_feature_exits_1_and_registers_nothing(
+    leaky_audit: LeakyAudit,
+) -> None:
+    # Act
+    done = leaky_audit.done
+
+    # Assert
+    assert done.returncode == 1, done.stderr
+    assert done.exception is None
+    assert "leakage audit FAILED" in done.stderr and "random_walk:" in done.stderr
+    (summary,) = json_lines(done.stdout)
+    assert summary["audit"]["passed"] is False
+    walk = {c["control"]: c for c in summary["audit"]["controls"]}["random_walk"]
+    assert walk["passed"] is False
+    assert summary["model_version"] is None
+    assert Path(summary["report"]).is_file()
+    assert leaky_audit.versions_after == leaky_audit.versions_before
+    assert leaky_audit.latest_after == leaky_audit.latest_before

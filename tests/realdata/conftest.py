@@ -2,7 +2,8 @@
 
 The real data sets sit beside the project (``../shared/data`` from the repository root), not in
 it; ``SOLODESK_SHARED_DATA`` points elsewhere. Every test here skips, with the reason, when the
-folder or the file it needs is missing.
+folder or the file it needs is missing, and fails instead when ``SOLODESK_REQUIRE_SERVICES``
+names ``shared-data`` (a run that must use the real data).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from testkit.services import service_missing
 
 from core.settings import Settings
 from core.types import SeriesKey
-from feature_store.ingest import IngestOptions, IngestOutcome, SeriesOutcome, ingest
 from feature_store.store import BarStore
+from services.ingest import IngestOptions, IngestResult, SeriesIngest, ingest
 
 SHARED_DATA_ENV = "SOLODESK_SHARED_DATA"
+SHARED_DATA = "shared-data"  # the service name SOLODESK_REQUIRE_SERVICES may list
 
 
 def shared_data_root() -> Path:
@@ -33,24 +36,28 @@ def shared_data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Return the shared data folder, or skip when it is absent."""
+    """Return the shared data folder, or skip when it is absent (fail when it is required)."""
     root = shared_data_root()
     if not root.is_dir():
-        pytest.skip(
+        service_missing(
+            SHARED_DATA,
             f"real data not found at {root}: put the shared data sets there or set "
-            f"{SHARED_DATA_ENV} to their folder"
+            f"{SHARED_DATA_ENV} to their folder",
         )
     return root
 
 
 @pytest.fixture(scope="session")
 def data_file(shared_data: Path) -> Callable[[str], Path]:
-    """Return a function that resolves a path under the shared data, skipping when missing."""
+    """Return a function that resolves a path under the shared data, skipping when missing
+    (failing when the data is required)."""
 
     def resolve(relative: str) -> Path:
         path = shared_data / relative
         if not path.exists():
-            pytest.skip(f"real data file {relative} is missing under {shared_data}")
+            service_missing(
+                SHARED_DATA, f"real data file {relative} is missing under {shared_data}"
+            )
         return path
 
     return resolve
@@ -67,12 +74,12 @@ class Desk:
         """Return the desk's bar store."""
         return BarStore(self.settings.store_dir)
 
-    def ingest(self, paths: list[Path], **options: object) -> IngestOutcome:
+    def ingest(self, paths: list[Path], **options: object) -> IngestResult:
         """Ingest ``paths`` with HTML reports off and the given IngestOptions fields."""
         chosen = IngestOptions(reports=False, **options)  # type: ignore[arg-type]
         return ingest([str(p) for p in paths], chosen, self.settings)
 
-    def ingest_one(self, paths: list[Path], **options: object) -> SeriesOutcome:
+    def ingest_one(self, paths: list[Path], **options: object) -> SeriesIngest:
         """Ingest ``paths`` and return the outcome of the one series they hold."""
         outcome = self.ingest(paths, **options)
         assert len(outcome.series) == 1, [str(s.key) for s in outcome.series]

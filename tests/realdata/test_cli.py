@@ -1,25 +1,20 @@
-"""The ``solodesk ingest`` command on a real HistData year, as a person runs it."""
+"""The ``solodesk ingest`` command on a real HistData year, as a person runs it (in process)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from testkit.cli import invoke, json_lines
 
 from core.timeframes import Timeframe
 from core.types import SeriesKey, Side
 from feature_store.store import BarStore
 
-pytestmark = pytest.mark.realdata
-
-SOLODESK = Path(sys.executable).parent / "solodesk"
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 def _broker_day(ts: pl.Expr) -> pl.Expr:
@@ -32,21 +27,17 @@ def test_cli_ingest_json_resamples_histdata_minutes_into_broker_days(
     data_file: Callable[[str], Path], tmp_path: Path
 ) -> None:
     # Arrange
-    if not SOLODESK.exists():
-        pytest.skip(f"the solodesk console script is not installed at {SOLODESK}")
     zip_path = data_file("histdata_m1/eurusd/HISTDATA_COM_ASCII_EURUSD_M1_2017.zip")
     home = tmp_path / "home"
-    env = {**os.environ, "SOLODESK_HOME": str(home)}
-    command = [str(SOLODESK), "ingest", str(zip_path), "--resample", "D1", "--anchor", "broker"]
 
     # Act
-    done = subprocess.run(
-        [*command, "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240
+    done = invoke(
+        ["ingest", str(zip_path), "--resample", "D1", "--anchor", "broker", "--json"], home
     )
 
     # Assert
     assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines()]
+    records = json_lines(done.stdout)
     by_timeframe = {r["timeframe"]: r for r in records}
     assert set(by_timeframe) == {"M1", "D1"}
     assert {r["symbol"] for r in records} == {"EURUSD"}

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-from core.clocks import BROKER
+from core.clocks import BROKER, Anchor
 from core.timeframes import Timeframe
 from core.types import SeriesKey, Side
-from feature_store.features import build_feature_set, read_build, series_clock
-from pipelines.features.sets import FeatureSetConfig, SeriesFrame, feature_table, parse_feature_sets
+from feature_store.feature_index import FeatureStore
+from feature_store.series import series_clock
+from pipelines.features.sets import FeatureSetConfig, SeriesFrame, feature_table
 from pipelines.resample import resample_bars
+from services.features import build_feature_set, load_feature_set
 
 from .conftest import Desk
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 H1 = SeriesKey(symbol="EURUSD", timeframe=Timeframe.H1, side=Side.BID)
@@ -26,8 +27,7 @@ H1 = SeriesKey(symbol="EURUSD", timeframe=Timeframe.H1, side=Side.BID)
 
 @pytest.fixture(scope="module")
 def default_set() -> FeatureSetConfig:
-    section = yaml.safe_load((REPO / "params.yaml").read_text())["features"]
-    return parse_feature_sets(section)["default"]
+    return load_feature_set(REPO / "params.yaml", "default")
 
 
 def test_default_feature_set_on_mt4_eurusd_h1_passes_checks_nulls_only_in_warmup(
@@ -36,7 +36,7 @@ def test_default_feature_set_on_mt4_eurusd_h1_passes_checks_nulls_only_in_warmup
     # Arrange
     desk = new_desk()
     desk.ingest(
-        [data_file("mt4/EURUSD60.csv")], resample=(Timeframe.H4, Timeframe.D1), anchor="broker"
+        [data_file("mt4/EURUSD60.csv")], resample=(Timeframe.H4, Timeframe.D1), anchor=Anchor.BROKER
     )
 
     # Act
@@ -45,11 +45,14 @@ def test_default_feature_set_on_mt4_eurusd_h1_passes_checks_nulls_only_in_warmup
 
     # Assert
     bars = desk.bars(H1)
-    build = first.build
-    assert build.rows == bars.height > 50_000
+    features = FeatureStore(desk.settings.features_dir)
+    build = features.find("default", H1, first.version)
+    assert build is not None and build.latest
+    assert first.rows == build.rows == bars.height > 50_000
     assert build.validation["success"] is True
-    assert again.cache_hit and again.build.version == build.version
-    frame = read_build(desk.settings, build)
+    assert not first.cache_hit
+    assert again.cache_hit and again.version == first.version
+    frame = features.read(build)
     for column in build.columns:
         if column["role"] == "label":
             continue
@@ -62,7 +65,7 @@ def test_default_feature_set_on_mt4_eurusd_h1_passes_checks_nulls_only_in_warmup
     assert weights.min() > 0 and weights.max() <= 1  # type: ignore[operator]
     # Context features come from broker-day D1 bars, joined at the end of each H1 bar.
     d1 = desk.store.info(H1.model_copy(update={"timeframe": Timeframe.D1}))
-    assert d1 is not None and series_clock(d1, desk.settings) is BROKER
+    assert d1 is not None and series_clock(d1, desk.settings.registry) == BROKER
 
 
 def test_default_feature_set_on_real_bars_cut_anywhere_is_point_in_time(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,12 +20,12 @@ import pytest
 
 from core.timeframes import Timeframe
 from core.types import SeriesKey, Side
-from feature_store.ingest import SeriesOutcome
+from services.ingest import SeriesIngest
 
 if TYPE_CHECKING:
     from .conftest import Desk
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 PRICES = ("open", "high", "low", "close")
 RELATIVE_TOLERANCE = 1e-9
@@ -67,7 +67,7 @@ def _assert_same_values(joined: pl.DataFrame, pairs: dict[str, str]) -> None:
         assert differing.height == 0, differing.select("ts", stored, raw).head()
 
 
-def _assert_counts_add_up(outcome: SeriesOutcome) -> None:
+def _assert_counts_add_up(outcome: SeriesIngest) -> None:
     """Assert that every row read became exactly one of added, duplicate, conflict, quarantine."""
     fates = (
         outcome.rows_added
@@ -79,7 +79,7 @@ def _assert_counts_add_up(outcome: SeriesOutcome) -> None:
 
 
 def _assert_reingest_adds_nothing(
-    desk: Desk, paths: list[Path], first: list[SeriesOutcome], **options: object
+    desk: Desk, paths: list[Path], first: Sequence[SeriesIngest], **options: object
 ) -> None:
     """Ingest ``paths`` again and assert that no series and no quarantined row changed."""
     before = {s.key: desk.bars(s.key) for s in first}

@@ -2,7 +2,8 @@
 
 One desk per module holds the whole 2010-2018 series. The research runs use 2015 onwards (the
 leaky one mid-2016 onwards) with three folds of three trials each, a one-pip spread and one
-LightGBM thread, so the runs take the same time on a busy machine as on an idle one.
+LightGBM thread, so the runs take the same time on a busy machine as on an idle one. Commands
+run in this process, as a person would type them; the leaky run calls the job directly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pytest
-from testkit.cli import REPO, json_lines, run_solodesk
+from testkit.cli import REPO, invoke, json_lines
 
 from core.settings import Settings
 from core.timeframes import Timeframe
@@ -28,7 +29,8 @@ from .conftest import Desk
 if TYPE_CHECKING:
     from feature_store.model_registry import ModelRegistry, ModelVersionInfo
 
-pytestmark = pytest.mark.realdata
+# Three walk-forwards on years of hourly bars, two of them audited: minutes in all.
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 START = "2015-01-01"
 FOLDS = 3
@@ -40,7 +42,6 @@ RESEARCH = [
     "--feature-set", "default", "--from", START, "--folds", str(FOLDS),
     "--trials", str(TRIALS), "--spread", "1", "--threads", "1", "--json",
 ]  # fmt: skip
-TIMEOUT = 600
 # The leak is glaring: two years of bars are plenty to expose it, and half the work.
 LEAK_START = datetime(2016, 7, 1, tzinfo=UTC)
 
@@ -55,7 +56,7 @@ class AuditedRun:
 
 
 def _solodesk(desk: Desk, args: list[str]) -> list[dict[str, Any]]:
-    done = run_solodesk(args, desk.settings.home, timeout=TIMEOUT)
+    done = invoke(args, desk.settings.home)
     assert done.returncode == 0, done.stderr[-4000:]
     return json_lines(done.stdout)
 
@@ -200,10 +201,10 @@ def test_walkforward_audit_with_next_bar_return_feature_fails_and_registers_noth
     desk: Desk,
 ) -> None:
     # Arrange
-    from feature_store.research import AuditFailedError, research_inputs, run_stored_walkforward
+    from services.research import AuditFailedError, load_research_inputs, run_stored_walkforward
 
     before = len(_versions(desk))
-    inputs = research_inputs(
+    inputs = load_research_inputs(
         desk.settings, symbol="EURUSD", timeframe=Timeframe.H1, feature_set="default",
         params_path=PARAMS, start=LEAK_START, extra=_leaky,
     )  # fmt: skip

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from testkit.files import utc
 
-from core.clocks import BROKER, UTC, Clock, parse_clock
+from core.clocks import BROKER, UTC, Anchor, Clock, bar_clock, parse_clock
 from core.errors import UsageError
+from core.timeframes import Timeframe
 
 
 def _to_utc(clock: Clock, *local: datetime) -> list[datetime | None]:
@@ -172,3 +173,32 @@ def test_clock_from_utc_then_to_utc_returns_the_instant(moment: datetime, spec: 
     # Assert
     assert back is not None
     assert back == instant or back == instant - timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "calendar", "anchor", "expected"),
+    [
+        (Timeframe.H1, "fx", None, UTC),
+        (Timeframe.H1, "fx", "broker", UTC),  # bars under four hours are always cut on UTC
+        (Timeframe.M15, "crypto", Anchor.BROKER, UTC),
+        (Timeframe.H4, "fx", None, BROKER),
+        (Timeframe.D1, "fx", None, BROKER),
+        (Timeframe.W1, "fx", None, BROKER),
+        (Timeframe.MN1, "fx", None, BROKER),
+        (Timeframe.D1, "equity", None, UTC),
+        (Timeframe.D1, "crypto", None, UTC),
+        (Timeframe.H4, "fx", Anchor.UTC, UTC),
+        (Timeframe.D1, "crypto", Anchor.BROKER, BROKER),
+        (Timeframe.D1, "fx", "UTC", UTC),  # the clock name a resampled series records
+        (Timeframe.D1, "equity", "broker:ny-close", BROKER),
+    ],
+)
+def test_bar_clock_long_bars_by_anchor_then_calendar_short_bars_on_utc(
+    timeframe: Timeframe, calendar: str, anchor: str | None, expected: Clock
+) -> None:
+    assert bar_clock(timeframe, calendar, anchor) == expected
+
+
+def test_bar_clock_unknown_anchor_refused() -> None:
+    with pytest.raises(UsageError, match="unknown clock"):
+        bar_clock(Timeframe.D1, "fx", "sydney-open")

@@ -77,3 +77,24 @@ def test_settings_toml_invalid_syntax_raises_usage_error(clean_env: Path) -> Non
     # Act / Assert
     with pytest.raises(UsageError, match="not valid TOML"):
         load_settings()
+
+
+def test_settings_every_folder_of_the_desk_under_home_and_distinct(tmp_path: Path) -> None:
+    # Arrange
+    settings = Settings(home=tmp_path / "desk")
+
+    # Act
+    places = [
+        settings.store_dir, settings.catalog_path, settings.features_dir, settings.backtests_dir,
+        settings.research_dir, settings.research_latest_dir, settings.reports_dir,
+        settings.backtest_reports_dir, settings.research_reports_dir,
+        settings.ingest_report_dir("in-20260101T000000-abcdef"),
+        settings.feature_check_report_dir("features-default-x"), settings.mlflow_dir,
+        settings.optuna_path, settings.bench_dir,
+    ]  # fmt: skip
+
+    # Assert
+    assert len(set(places)) == len(places)
+    assert all(p.is_relative_to(settings.home) for p in places)
+    assert settings.ingest_report_dir("r1").name == "ingest-r1"
+    assert settings.research_latest_dir.parent == settings.research_dir

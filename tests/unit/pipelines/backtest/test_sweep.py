@@ -88,20 +88,20 @@ def test_run_sweep_rows_equal_single_backtests() -> None:
         assert row["n_trades"] == single.trades.height
 
 
+@pytest.mark.slow
 def test_run_sweep_two_processes_same_table_in_order() -> None:
     job = _job(_bars())
     seen: list[int] = []
 
     one = run_sweep(job, COMBOS, jobs=1)
-    two = run_sweep(
-        job, COMBOS, jobs=2, chunk_size=2, progress=seen.append, startup_seconds=0.0
-    )
+    two = run_sweep(job, COMBOS, jobs=2, chunk_size=2, progress=seen.append, startup_seconds=0.0)
 
     assert two.workers == 2
     assert two.results.equals(one.results)
     assert sum(seen) == len(COMBOS) and len(seen) == 3
 
 
+@pytest.mark.slow
 def test_run_sweep_user_file_strategy_loads_in_workers(tmp_path: Path) -> None:
     (tmp_path / "mine.py").write_text(USER_FILE)
     ref = StrategyRef("flip", {"flip": "mine.py:Flip"}, tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,7 @@ def _audit(extra: object = None) -> object:
     )
 
 
+@pytest.mark.slow
 def test_leakage_audit_honest_pipeline_passes_both_controls() -> None:
     # Act
     audit = _audit()
@@ -137,6 +139,7 @@ def test_leakage_audit_honest_pipeline_passes_both_controls() -> None:
     assert [c.name for c in audit.controls] == ["shuffled_labels", "random_walk"]  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_leakage_audit_leaky_feature_fails_on_the_random_walk() -> None:
     # Act
     audit = _audit(leaky)

@@ -532,6 +532,7 @@ def _coverage(block: float | None, repetitions: int) -> tuple[float, float]:
     return hits_mean / repetitions, hits_sharpe / repetitions
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_iid_blocks_cover_true_values_about_95_percent() -> None:
     # Arrange: 300 series of 500 iid normal bars, mean 5e-4, sd 1e-2 (annual Sharpe 0.79).
 
@@ -543,6 +544,7 @@ def test_bootstrap_intervals_iid_blocks_cover_true_values_about_95_percent() -> 
     assert 0.90 <= sharpe_coverage <= 0.99
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_automatic_block_covers_true_values_about_95_percent() -> None:
     # Arrange: as above, with the block length estimated from each series.
 

@@ -39,6 +39,7 @@ def batch(bars: pl.DataFrame, **kinds: object) -> pl.DataFrame:
 KINDS = {"has_spread": True, "volume_kind": VolumeKind.TICK}
 
 
+@pytest.mark.slow
 def test_replay_from_the_first_bar_equals_batch_at_every_bar() -> None:
     bars = random_bars(520, seed=5, flat_share=0.05, spread_null_share=0.02)
     online = OnlineFeatures(SPECS, **KINDS)  # type: ignore[arg-type]
@@ -51,6 +52,7 @@ def test_replay_from_the_first_bar_equals_batch_at_every_bar() -> None:
     assert all(got[c].null_count() < got.height - 200 for c in got.columns)
 
 
+@pytest.mark.slow
 def test_history_then_bar_by_bar_equals_batch() -> None:
     bars = random_bars(700, seed=8, flat_share=0.02)
     online = OnlineFeatures(SPECS, **KINDS, history=bars.head(450))  # type: ignore[arg-type]
@@ -59,6 +61,7 @@ def test_history_then_bar_by_bar_equals_batch() -> None:
     assert_frame_equal(got, want, check_exact=True, check_dtypes=False)
 
 
+@pytest.mark.slow
 def test_several_bars_per_update_equals_batch() -> None:
     bars = random_bars(420, seed=9)
     online = OnlineFeatures(SPECS, **KINDS)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,7 @@ def bars_and_cut(draw: st.DrawFn) -> tuple[pl.DataFrame, int]:
     return bars, draw(st.integers(0, n - 1))
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(bars_and_cut())
 def test_default_features_truncated_at_random_cut_equal_full_run(

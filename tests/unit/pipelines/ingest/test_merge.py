@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from testkit.files import bar_frame, utc
@@ -112,6 +113,7 @@ def _frame(keys: list[tuple[int, int]]) -> pl.DataFrame:
         max_size=4,
     )
 )
+@pytest.mark.slow
 def test_merge_bars_any_arrival_order_gives_same_series(
     sources: list[list[tuple[int, int]]],
 ) -> None:

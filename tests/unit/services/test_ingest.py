@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import pytest
 from testkit.files import RawBar, header_csv, hourly_bars, mt4_csv, utc, write
 from testkit.store import assert_store_consistent, stored_series
 
+from core.clocks import Anchor
 from core.errors import DataError, UsageError
+from core.ids import RUN_PREFIXES
 from core.settings import Settings
 from core.timeframes import Timeframe
 from core.types import SeriesKey, Side, VolumeKind
-from feature_store.ingest import IngestOptions, IngestOutcome, ingest, resample_stored
 from feature_store.store import BarStore
+from services.ingest import IngestOptions, IngestResult, ingest, ingest_options, resample_stored
 
 LATER = utc(2030, 1, 1)
 QUIET = IngestOptions(reports=False, as_of=LATER)
@@ -24,7 +27,7 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
 
 
-def _counts_add_up(outcome: IngestOutcome) -> None:
+def _counts_add_up(outcome: IngestResult) -> None:
     for s in outcome.series:
         total = s.rows_added + s.rows_duplicate + s.rows_conflicting + s.rows_quarantined
         assert s.rows_read == total, s.as_json()
@@ -46,11 +49,46 @@ def test_ingest_new_series_stored_and_counts_add_up(tmp_path: Path) -> None:
         "first": "2017-01-03T07:00:00Z", "last": "2017-01-03T10:00:00Z",
     }  # fmt: skip
     assert {k: series.as_json()[k] for k in expected} == expected
+    assert set(series.as_json()) == {*expected, "rows_read", "seconds", "version", "sources",
+                                     "jumps", "gaps", "expectations"}  # fmt: skip
     _counts_add_up(outcome)
     assert outcome.report is not None and outcome.report.is_file()
     manifest = assert_store_consistent(settings.store_dir)
     assert manifest["series"]["EURUSD.H1.bid"]["volume_kind"] == "tick"
     assert BarStore(settings.store_dir).quarantine()["reason"][0].startswith("partial bar")
+
+
+def test_ingest_run_id_has_ingest_format_and_report_in_its_folder(tmp_path: Path) -> None:
+    # Arrange
+    path = write(tmp_path / "EURUSD60.csv", mt4_csv(hourly_bars(datetime(2017, 1, 3, 9), 3)))
+    settings = _settings(tmp_path)
+
+    # Act
+    outcome = ingest([str(path)], IngestOptions(reports=True), settings)
+
+    # Assert: the last bar may still be forming, so it is quarantined under the run's id.
+    pattern = rf"{RUN_PREFIXES['ingest']}-\d{{8}}T\d{{6}}-[0-9a-f]{{6}}"
+    assert re.fullmatch(pattern, outcome.run), outcome.run
+    assert outcome.report == settings.ingest_report_dir(outcome.run) / "index.html"
+    assert outcome.report.is_file()
+    (run_file,) = assert_store_consistent(settings.store_dir)["runs"]
+    assert outcome.run in run_file
+    assert BarStore(settings.store_dir).quarantine()["run"].to_list() == [outcome.run]
+
+
+def test_ingest_options_text_as_of_parsed_as_utc() -> None:
+    # Act
+    options = ingest_options(as_of="2017-01-02T11:00+02:00", tz="UTC+2", side=Side.ASK)
+
+    # Assert
+    assert options.as_of == utc(2017, 1, 2, 9)
+    assert (options.clock, options.side, options.reports) == ("UTC+2", Side.ASK, True)
+
+
+def test_ingest_options_text_as_of_not_a_date_raises_naming_option() -> None:
+    # Act / Assert
+    with pytest.raises(UsageError, match="--as-of 'yesterday' is not a date"):
+        ingest_options(as_of="yesterday")
 
 
 def test_ingest_same_files_again_adds_nothing_and_keeps_version(tmp_path: Path) -> None:
@@ -152,12 +190,12 @@ def test_ingest_resample_fx_anchors_on_broker_day_by_default(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("symbol", "anchor", "first"), [
-    ("EURUSD", "utc", utc(2017, 1, 2)),
+    ("EURUSD", Anchor.UTC, utc(2017, 1, 2)),
     ("AAPL", None, utc(2017, 1, 2)),  # NYSE calendar: UTC midnight
-    ("AAPL", "broker", utc(2017, 1, 1, 22)),
+    ("AAPL", Anchor.BROKER, utc(2017, 1, 1, 22)),
 ])  # fmt: skip
 def test_ingest_resample_anchor_follows_option_then_calendar(
-    tmp_path: Path, symbol: str, anchor: str | None, first: datetime
+    tmp_path: Path, symbol: str, anchor: Anchor | None, first: datetime
 ) -> None:
     # Arrange
     path = write(tmp_path / "bars.csv", header_csv(hourly_bars(datetime(2017, 1, 2, 20), 26)))
@@ -223,7 +261,7 @@ def test_ingest_resample_after_more_source_bars_recomputes_bucket(tmp_path: Path
     )
     morning = write(tmp_path / "m" / "EURUSD_H1.csv", "\n".join(no_volume.splitlines()[:9]) + "\n")
     whole = write(tmp_path / "w" / "EURUSD_H1.csv", no_volume)
-    options = IngestOptions(reports=False, as_of=LATER, resample=(Timeframe.D1,), anchor="utc")
+    options = IngestOptions(reports=False, as_of=LATER, resample=(Timeframe.D1,), anchor=Anchor.UTC)
 
     # Act
     ingest([str(morning)], options, settings)
@@ -248,11 +286,11 @@ def test_resample_stored_other_anchor_than_existing_bars_refused(tmp_path: Path)
 
     # Act
     with pytest.raises(UsageError) as caught:
-        resample_stored(key, (Timeframe.D1,), settings, anchor="utc")
+        resample_stored(key, (Timeframe.D1,), settings, anchor=Anchor.UTC)
 
     # Assert
     assert "broker:ny-close" in str(caught.value)
     assert "--anchor" in str(caught.value)
     assert BarStore(settings.store_dir).manifest() == before
-    again = resample_stored(key, (Timeframe.D1,), settings, anchor="broker")
-    assert (again[0].rows_added, again[0].rows_duplicate) == (0, 2)
+    again = resample_stored(key, (Timeframe.D1,), settings, anchor=Anchor.BROKER)
+    assert (again.series[0].rows_added, again.series[0].rows_duplicate) == (0, 2)
