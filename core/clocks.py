@@ -19,12 +19,14 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import polars as pl
 
 from core.errors import UsageError
 from core.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import polars as pl  # the expressions are only passed through: no import at start-up
 
 NEW_YORK = "America/New_York"
 BROKER_NY_CLOSE = "broker:ny-close"

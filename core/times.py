@@ -9,10 +9,12 @@ names are UTC, written ISO-8601 with a ``Z`` (``2017-01-02T09:00:00Z``). Inputs 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from core.errors import UsageError
+
+if TYPE_CHECKING:
+    import polars as pl  # the expressions are only passed through: no import at start-up
 
 #: ``strftime`` pattern of an instant to the second, as every stored file and JSON line writes it.
 ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
