@@ -21,7 +21,7 @@ from core.errors import SolodeskError, UsageError
 from core.ids import BacktestKind
 from core.timeframes import Timeframe, parse_timeframe
 from core.times import parse_utc
-from core.types import DateOrder, Side, SourceFormat, VolumeKind
+from core.types import DateOrder, Scheme, Side, SourceFormat, VolumeKind
 from pipelines.backtest.config import (
     BacktestConfig,
     Direction,
@@ -30,7 +30,7 @@ from pipelines.backtest.config import (
     Rebalance,
     SweepSearch,
 )
-from pipelines.train.config import Objective, Scheme, WalkForwardConfig
+from pipelines.train.config import Objective, WalkForwardConfig
 
 __all__ = [
     "Anchor",

@@ -32,12 +32,19 @@ class DataError(UsageError):
         super().__init__(f"{where}{message}")
 
 
+def validation_problems(exc: ValidationError, empty: str = "") -> str:
+    """Return each problem pydantic found as ``key.path: message``, joined by ``; ``.
+
+    A problem of the whole input (no key) is named ``empty``.
+    """
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or empty}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def options_error(what: str, exc: ValidationError) -> UsageError:
     """Return a usage error listing each rejected option of a configuration and why.
 
     ``what`` names the configuration (``backtest``, ``walk-forward``, ``portfolio``).
     """
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-    )
-    return UsageError(f"bad {what} options: {problems}")
+    return UsageError(f"bad {what} options: {validation_problems(exc, 'options')}")

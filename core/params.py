@@ -16,17 +16,15 @@ stage asks it, so a mistake gets the same message whichever reads it first.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from core.clocks import Anchor
-from core.errors import UsageError
+from core.errors import UsageError, validation_problems
 from core.timeframes import Timeframe, parse_timeframe
-from core.types import Side, SourceFormat
-
-SectionName = Literal["ingest", "features", "research"]
+from core.types import Scheme, Side, SourceFormat
 
 _HINTS: dict[str, str] = {
     "ingest": "with a 'sources' list (see docs/data.md)",
@@ -39,39 +37,29 @@ def _timeframe(value: object) -> object:
     return parse_timeframe(str(value)) if isinstance(value, str | int) else value
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# Timeframes as people write them (60, 1h, H1), sides and anchors in any case.
+TimeframeText = Annotated[Timeframe, BeforeValidator(_timeframe)]
+SideText = Annotated[Side, BeforeValidator(_lower)]
+AnchorText = Annotated[Anchor, BeforeValidator(_lower)]
+
+
 class IngestParams(BaseModel):
     """The ``ingest`` section: sources and the options of ``solodesk ingest``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sources: tuple[str, ...] = Field(min_length=1)
-    resample: tuple[Timeframe, ...] = ()
+    sources: tuple[Annotated[str, BeforeValidator(str)], ...] = Field(min_length=1)
+    resample: tuple[TimeframeText, ...] = ()
     symbol: str | None = None
-    timeframe: Timeframe | None = None
+    timeframe: TimeframeText | None = None
     format: SourceFormat | None = None
     tz: str | None = None
-    side: Side | None = None
-    anchor: Anchor | None = None
-
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _sources(cls, value: object) -> object:
-        return [str(v) for v in value] if isinstance(value, list | tuple) else value
-
-    @field_validator("resample", mode="before")
-    @classmethod
-    def _resample(cls, value: object) -> object:
-        return [_timeframe(v) for v in value] if isinstance(value, list | tuple) else value
-
-    @field_validator("timeframe", mode="before")
-    @classmethod
-    def _one_timeframe(cls, value: object) -> object:
-        return _timeframe(value)
-
-    @field_validator("side", "anchor", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
+    side: SideText | None = None
+    anchor: AnchorText | None = None
 
 
 class FeaturesParams(BaseModel):
@@ -88,18 +76,13 @@ class ResearchParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     symbol: str
-    timeframe: Timeframe
+    timeframe: TimeframeText
     feature_set: str = "default"
     model: str = "lightgbm"
     trials: int = Field(default=20, ge=0)
-    scheme: Literal["rolling", "anchored", "cpcv"] = "rolling"
+    scheme: Scheme = Scheme.ROLLING
     folds: int = Field(default=5, ge=1)
     spread: float = Field(default=1.0, ge=0)
-
-    @field_validator("timeframe", mode="before")
-    @classmethod
-    def _one_timeframe(cls, value: object) -> object:
-        return _timeframe(value)
 
 
 class Params(BaseModel):
@@ -136,13 +119,6 @@ def _missing(path: Path, section: str) -> UsageError:
     return UsageError(f"{path}: needs {article} '{section}' section {_HINTS[section]}")
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or 'the file'}: {error['msg']}"
-        for error in exc.errors()
-    )
-
-
 def read_params(path: Path) -> Params:
     """Read and check ``params.yaml`` at ``path``.
 
@@ -172,4 +148,4 @@ def read_params(path: Path) -> Params:
     try:
         return Params.model_validate({**raw, "path": path})
     except ValidationError as exc:
-        raise UsageError(f"{path}: {_problems(exc)}") from None
+        raise UsageError(f"{path}: {validation_problems(exc, 'the file')}") from None

@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from core.errors import UsageError
+from core.errors import UsageError, validation_problems
 from core.instruments import InstrumentRegistry
 from core.types import Instrument
 
@@ -160,9 +160,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
+        problems = validation_problems(exc)
         msg = f"bad settings (environment SOLODESK_* or {config_file()}): {problems}"
         raise UsageError(msg) from None
     except tomllib.TOMLDecodeError as exc:

@@ -48,6 +48,14 @@ class DateOrder(StrEnum):
     MDY = "mdy"
 
 
+class Scheme(StrEnum):
+    """How research cuts rows into windows: rolling or anchored walk-forward, or CPCV."""
+
+    ROLLING = "rolling"
+    ANCHORED = "anchored"
+    CPCV = "cpcv"
+
+
 class AssetClass(StrEnum):
     """Broad instrument families; each has its own calendar and conventions."""
 

@@ -116,9 +116,14 @@ class SeriesInfo:
         )
 
     @property
+    def anchors(self) -> set[str]:
+        """Return the clocks the series' resampled sources record (``--anchor``)."""
+        return {str(s["anchor"]) for s in self.sources if "anchor" in s}
+
+    @property
     def anchor(self) -> str | None:
         """Return the ``--anchor`` clock the series was resampled on, when it records one."""
-        anchors = {str(s["anchor"]) for s in self.sources if "anchor" in s}
+        anchors = self.anchors
         return anchors.pop() if len(anchors) == 1 else None
 
 

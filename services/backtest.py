@@ -459,6 +459,18 @@ def run_stored_sweep(
     return SweepOutcome(run, ranked, summary)
 
 
+@dataclass(frozen=True)
+class PortfolioComputation:
+    """What a portfolio run computed: parameters, the result, its metrics, the gross exposure
+    per bar (sum of |weights|) and the report page."""
+
+    params: dict[str, Any]
+    result: PortfolioResult
+    metrics: Metrics
+    gross: np.ndarray
+    html: str | None
+
+
 def compute_portfolio(
     series: Sequence[SeriesData],
     strategy_cls: type[Strategy],
@@ -469,11 +481,8 @@ def compute_portfolio(
     direction: str,
     title: str,
     report: bool = True,
-) -> tuple[PortfolioResult, Metrics, dict[str, Any], str | None]:
-    """Size, cap and rebalance one strategy's directions on several series with shared equity.
-
-    Returns the portfolio's result, its metrics, the strategy's parameters and the report page.
-    """
+) -> PortfolioComputation:
+    """Size, cap and rebalance one strategy's directions on several series with shared equity."""
     strategy = make_strategy(strategy_cls, params)
     directions = {}
     for data in series:
@@ -501,7 +510,7 @@ def compute_portfolio(
             title=title,
             metrics={k: v for k, v in metrics.to_dict().items() if isinstance(v, float)},
         )
-    return result, metrics, values, html
+    return PortfolioComputation(values, result, metrics, gross, html)
 
 
 def run_stored_portfolio(
@@ -535,12 +544,14 @@ def run_stored_portfolio(
     features = {d.key.symbol: load_strategy_features(settings, cls, d, feature_set) for d in series}
     run_id = new_run_id("portfolio", created)
     timeframe = series[0].key.timeframe.value
-    result, metrics, values, html = compute_portfolio(
+    done = compute_portfolio(
         series, cls, params, config, features, direction=direction, report=report,
         title=f"{cls.name} portfolio of {len(symbols)} symbols, {timeframe}: run {run_id}",
     )  # fmt: skip
+    result, metrics, values, gross, html = (
+        done.result, done.metrics, done.params, done.gross, done.html
+    )  # fmt: skip
     per_symbol = result.per_symbol_table()
-    gross = np.nansum(np.abs(result.weights), axis=1)
     weights = pl.DataFrame(
         {"ts": result.ts, **{s: result.weights[:, i] for i, s in enumerate(result.symbols)}}
     )

@@ -20,6 +20,7 @@ import io
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +131,22 @@ class BuildInputs:
     base: SeriesInfo
     context: dict[Timeframe, SeriesInfo]
     cross: dict[str, SeriesInfo]
-    version: str
 
     @property
     def sources(self) -> dict[str, str]:
         """Return the version of every series the build reads, by slug."""
         infos = [self.base, *self.context.values(), *self.cross.values()]
         return {info.key.slug: info.version for info in infos}
+
+    @cached_property
+    def definition(self) -> str:
+        """Return the hash of the set's definition."""
+        return self.resolved.definition_hash()
+
+    @cached_property
+    def version(self) -> str:
+        """Return the build's version (:func:`feature_store.feature_index.build_version`)."""
+        return build_version(self.definition, self.sources)
 
 
 def _context_series(
@@ -210,9 +220,7 @@ def load_build_inputs(
         c.symbol: _cross_series(store, settings, base, c.symbol, feature_set)
         for c in resolved.cross_assets
     }
-    versions = {info.key.slug: info.version for info in [base, *context.values(), *cross.values()]}
-    version = build_version(resolved.definition_hash(), versions)
-    return BuildInputs(feature_set, resolved, base, context, cross, version)
+    return BuildInputs(feature_set, resolved, base, context, cross)
 
 
 def compute_table(settings: Settings, inputs: BuildInputs) -> FeatureTable:
@@ -288,7 +296,7 @@ def record_build(
         timeframe=base.timeframe.value,
         side=base.side.value,
         version=inputs.version,
-        definition=inputs.resolved.definition_hash(),
+        definition=inputs.definition,
         file=relative,
         sha256=sha256,
         rows=table.frame.height,

@@ -563,7 +563,7 @@ def _resample_series(
         SeriesInfo.from_dict(target_entry) if target_entry else SeriesInfo(target_key, kind)
     )
     # Buckets of another anchor start at other times: mixed, a day would hold two bars.
-    anchors = {s["anchor"] for s in target_info.sources if "anchor" in s}
+    anchors = target_info.anchors
     if anchors - {str(anchor)}:
         msg = (
             f"{target_key} holds bars resampled on the {', '.join(sorted(anchors))} clock, not "

@@ -35,17 +35,21 @@ from app.options import (
 from app.output import Progress, emit, err, out, pct, print_table, ratio
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from core.timeframes import Timeframe
+    from core.types import Side
     from services.research import WalkForwardSummary
 
 
 def _series(
     symbol: str,
-    timeframe: object,
+    timeframe: Timeframe,
     feature_set: str,
     params: Path,
-    side: object,
-    start: object,
-    end: object,
+    side: Side | None,
+    start: datetime | None,
+    end: datetime | None,
 ) -> dict[str, Any]:
     """Return what selects a job's research rows, as ``load_research_inputs`` takes it."""
     return {"symbol": symbol, "timeframe": timeframe, "feature_set": feature_set,

@@ -32,6 +32,7 @@ from core.errors import UsageError
 from core.ids import new_run_id
 from core.ports import NullTracker, RunTracker
 from core.times import iso_z
+from core.types import Scheme
 from models.learners.registry import make_learner
 from pipelines.backtest.metrics import Metrics, performance
 from pipelines.evaluate import stats
@@ -45,7 +46,7 @@ from pipelines.evaluate.splits import (
     walk_forward_splits,
 )
 from pipelines.evaluate.summary import FoldRecord, OosStatistics, TrialCounts, WalkForwardFigures
-from pipelines.train.config import Scheme, WalkForwardConfig
+from pipelines.train.config import WalkForwardConfig
 from pipelines.train.tuning import (
     StorageFactory,
     TradeContext,

@@ -14,15 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import UsageError, options_error
+from core.types import Scheme
 from pipelines.backtest.config import BacktestConfig
-
-
-class Scheme(StrEnum):
-    """How rows are cut into windows: rolling or anchored walk-forward, or CPCV."""
-
-    ROLLING = "rolling"
-    ANCHORED = "anchored"
-    CPCV = "cpcv"
 
 
 class Objective(StrEnum):
