@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from app.commands import backtest, data, features, ingest, models, research
+from app.commands import backtest, data, features, ingest, models, notify, research
 from app.output import report_error
 from core.errors import SolodeskError
 
@@ -56,6 +56,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(backtest.runs_app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(notify.app, name="notify")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -10,17 +10,22 @@ Each calendar is a weekly session in a local clock:
 - ``crypto``: always open.
 
 ``trading_minutes`` maps an instant to the number of open minutes since an epoch, so the number of
-bars missing between two consecutive bars is a difference of two numbers.
+bars missing between two consecutive bars is a difference of two numbers. :meth:`is_open_at` and
+:meth:`next_close_at` answer for one instant, for a runtime that handles one instant at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 
 import polars as pl
 
 from core.clocks import BROKER, UTC, Clock, parse_clock
 from core.errors import UsageError
+from core.times import as_utc
+
+_MINUTES_PER_DAY = 1440
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,45 @@ class TradingCalendar:
         """Return whether the market is open at each instant."""
         _, weekday, minute = self._local_parts(ts_utc)
         return (weekday < self.days) & (minute >= self.start) & (minute < self.end)
+
+    def is_open_at(self, moment: datetime) -> bool:
+        """Return whether the market is open at one instant (the scalar :meth:`is_open`).
+
+        A naive ``moment`` is taken to be UTC.
+        """
+        local = self.clock.local_at(as_utc(moment))
+        minute = local.hour * 60 + local.minute
+        return local.weekday() < self.days and self.start <= minute < self.end
+
+    def _weekly_closes(self) -> tuple[int, ...]:
+        # Minutes from Monday 00:00 local at which a session ends; a day ending at midnight
+        # whose next day opens at midnight runs on without a close.
+        runs_on = self.start == 0 and self.end == _MINUTES_PER_DAY
+        return tuple(
+            day * _MINUTES_PER_DAY + self.end
+            for day in range(self.days)
+            if not (runs_on and (day + 1 < self.days or self.days == 7))
+        )
+
+    def next_close_at(self, moment: datetime) -> datetime | None:
+        """Return the first instant (UTC) after ``moment`` at which the market closes.
+
+        For ``fx`` this is the end of the weekly session, Friday 17:00 New York (the
+        following Friday when ``moment`` falls on a weekend); for ``nyse`` the day's 16:00
+        close; None for a market that never closes (``crypto``). A naive ``moment`` is taken
+        to be UTC.
+        """
+        closes = self._weekly_closes()
+        if not closes:
+            return None
+        utc = as_utc(moment)
+        local = self.clock.local_at(utc)
+        monday = datetime.combine(local.date() - timedelta(days=local.weekday()), time())
+        for close in closes:
+            at = self.clock.utc_at(monday + timedelta(minutes=close))
+            if at > utc:
+                return at
+        return self.clock.utc_at(monday + timedelta(weeks=1, minutes=closes[0]))
 
 
 CALENDARS = {

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC as _UTC_TZ
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import UsageError
 from core.timeframes import Timeframe
+from core.times import as_utc
 
 if TYPE_CHECKING:
     import polars as pl  # the expressions are only passed through: no import at start-up
@@ -53,6 +55,23 @@ class Clock:
         """Return naive local wall times of UTC instants."""
         local = utc.dt.convert_time_zone(self.zone).dt.replace_time_zone(None)
         return local + self.shift if self.shift else local
+
+    def local_at(self, moment: datetime) -> datetime:
+        """Return the naive local wall time of one UTC instant (the scalar :meth:`from_utc`)."""
+        utc = as_utc(moment)
+        local = utc if self.zone == "UTC" else utc.astimezone(ZoneInfo(self.zone))
+        return local.replace(tzinfo=None) + self.shift
+
+    def utc_at(self, local: datetime) -> datetime:
+        """Return the UTC instant of a naive local wall time (the scalar :meth:`to_utc`).
+
+        An ambiguous time takes the earlier instant, as :meth:`to_utc` does; a time that does
+        not exist is read with the offset before the change.
+        """
+        wall = local - self.shift
+        if self.zone == "UTC":
+            return wall.replace(tzinfo=_UTC_TZ)
+        return wall.replace(tzinfo=ZoneInfo(self.zone), fold=0).astimezone(_UTC_TZ)
 
     def __str__(self) -> str:
         return self.name
@@ -135,3 +154,86 @@ def bar_clock(timeframe: Timeframe, calendar: str, anchor: str | Clock | None = 
     if anchor is not None:
         return parse_clock(anchor)
     return BROKER if calendar == "fx" else UTC
+
+
+def day_start_at(moment: datetime, start: str = "17:00", zone: str = NEW_YORK) -> datetime:
+    """Return the UTC instant at which the day holding ``moment`` began.
+
+    A day starts at ``start`` (``HH:MM``) local time in ``zone``; the default is the broker
+    day, 17:00 New York (midnight on the ``broker:ny-close`` clock), so its length follows New
+    York's daylight saving. This is the scalar form of cutting D1 bars on the broker clock.
+    """
+    hours, minutes = (int(part) for part in start.split(":"))
+    offset = timedelta(hours=hours, minutes=minutes)
+    # A day starting at HH:MM is a midnight-anchored day on a clock shifted by -HH:MM.
+    clock = Clock(f"{zone} from {start}", zone, -offset)
+    local = clock.local_at(moment)
+    return clock.utc_at(datetime.combine(local.date(), time()))
+
+
+# -- one bar at a time: the scalar form of how the store cuts buckets ----------------------
+
+_LOCAL_EPOCH = datetime(1970, 1, 1)
+
+
+def _bucket_label(local: datetime, timeframe: Timeframe) -> datetime:
+    # Polars' windows (start_by="window") on naive wall times: whole multiples of the bar length
+    # from the epoch, weeks from Monday, months from the 1st.
+    if timeframe is Timeframe.MN1:
+        return datetime(local.year, local.month, 1)
+    if timeframe is Timeframe.W1:
+        return datetime.combine(local.date() - timedelta(days=local.weekday()), time())
+    step = timedelta(minutes=timeframe.minutes)
+    return _LOCAL_EPOCH + (local - _LOCAL_EPOCH) // step * step
+
+
+def _next_label(label: datetime, timeframe: Timeframe) -> datetime:
+    if timeframe is Timeframe.MN1:
+        year, month = divmod(label.year * 12 + label.month, 12)
+        return datetime(year, month + 1, 1)
+    if timeframe is Timeframe.W1:
+        return label + timedelta(days=7)
+    return label + timedelta(minutes=timeframe.minutes)
+
+
+def bar_open_at(moment: datetime, timeframe: Timeframe, clock: Clock) -> datetime:
+    """Return the open time (UTC) of the bar of ``timeframe`` on ``clock`` that holds ``moment``.
+
+    This is the scalar form of :func:`pipelines.resample.resample_bars`: buckets are
+    left-closed, left-labelled windows of local wall time on ``clock`` (whole multiples of the
+    bar length from the epoch, W1 from Monday 00:00, MN1 from the 1st at 00:00), and a bucket's
+    label is read back into UTC as :meth:`Clock.to_utc` reads it (an ambiguous label takes the
+    earlier instant). A naive ``moment`` is taken to be UTC.
+
+    Parameters
+    ----------
+    moment
+        Any instant.
+    timeframe
+        The bar length.
+    clock
+        The clock that cuts the bars (see :func:`bar_clock`).
+    """
+    label = _bucket_label(clock.local_at(as_utc(moment)), timeframe)
+    return clock.utc_at(label)
+
+
+def bar_end_at(bar_open: datetime, timeframe: Timeframe, clock: Clock) -> datetime:
+    """Return when the bar of ``timeframe`` cut on ``clock`` that opened at ``bar_open`` closes.
+
+    The end is the next bucket's open (UTC), so a bar lasts its nominal length except across a
+    change of the clock's offset: a D1 bar on the broker clock lasts 23 or 25 hours on the days
+    New York changes to or from daylight saving, and W1 and MN1 bars follow the calendar. Any
+    instant inside the bar gives the same end; a naive ``bar_open`` is taken to be UTC.
+
+    Parameters
+    ----------
+    bar_open
+        The bar's open time, as :func:`bar_open_at` returns it.
+    timeframe
+        The bar length.
+    clock
+        The clock that cuts the bars.
+    """
+    label = _bucket_label(clock.local_at(as_utc(bar_open)), timeframe)
+    return clock.utc_at(_next_label(label, timeframe))

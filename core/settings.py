@@ -11,7 +11,7 @@ import tomllib
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +39,57 @@ class ValidationSettings(BaseSettings):
     max_gaps_listed: int = Field(default=20, ge=0)
 
 
+class RiskSettings(BaseModel):
+    """The risk engine's limits for an account (``[risk]`` in ``solodesk.toml``).
+
+    A limit left unset is off. Fractions are positive: ``max_daily_loss = 0.03`` halts at a
+    loss of 3% of the broker day's starting equity, ``max_trailing_drawdown = 0.10`` at 10%
+    below the equity high-water mark; the account is REDUCING from ``reduce_at`` of either.
+    Sizes are lots, exposure is account currency, ``trading_hours`` is ``HH:MM-HH:MM`` UTC
+    (wrapping past midnight when the end is earlier). ``day_start`` is when the risk day rolls,
+    ``HH:MM`` in ``day_zone`` (the broker day: 17:00 New York).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_daily_loss: float | None = Field(default=None, gt=0, lt=1)
+    max_trailing_drawdown: float | None = Field(default=None, gt=0, lt=1)
+    reduce_at: float = Field(default=0.8, gt=0, le=1)
+    max_position_lots: float | None = Field(default=None, gt=0)
+    max_gross_exposure: float | None = Field(default=None, gt=0)
+    max_open_orders: int | None = Field(default=None, ge=1)
+    max_orders_per_minute: int | None = Field(default=None, ge=1)
+    max_leverage: float | None = Field(default=None, gt=0)
+    allowed_symbols: tuple[str, ...] | None = None
+    trading_hours: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    cooldown_after_losses: int | None = Field(default=None, ge=1)
+    cooldown_bars: int = Field(default=10, ge=1)
+    flatten_on_halt: bool = False
+    flatten_before_weekend: bool = False
+    day_start: str = Field(default="17:00", pattern=r"^\d{2}:\d{2}$")
+    day_zone: str = "America/New_York"
+
+
+class NotifySettings(BaseModel):
+    """Where notifications go (``[notify]`` in ``solodesk.toml``, env ``SOLODESK_NOTIFY__URLS``).
+
+    ``urls`` are Apprise URLs (``tgram://TOKEN/CHAT_ID`` for Telegram), kept as secrets: they
+    never appear in logs, errors or the state database. ``events`` sets a kind of notice
+    (:class:`core.ports.NoticeKind`) to ``on``, ``off`` or ``silent`` (sent without sound where
+    the service supports it); kinds not named are on. At most ``per_minute`` messages are sent a
+    minute; the same notice (kind and key) is sent once per ``dedupe_seconds``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    urls: tuple[SecretStr, ...] = ()
+    events: dict[str, str] = {}
+    per_minute: int = Field(default=20, ge=1)
+    dedupe_seconds: float = Field(default=300.0, ge=0)
+    retries: int = Field(default=5, ge=0)
+    timeout: float = Field(default=10.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable about a desk."""
 
@@ -60,6 +111,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     optuna_storage: str | None = None
     dask_scheduler: str | None = None
+    # The trading runtime: the risk engine's limits and where notifications go.
+    risk: RiskSettings = RiskSettings()
+    notify: NotifySettings = NotifySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -137,6 +191,26 @@ class Settings(BaseSettings):
     def optuna_path(self) -> Path:
         """Return the embedded Optuna study database, ``SOLODESK_HOME/optuna.db``."""
         return self.home / "optuna.db"
+
+    @property
+    def state_dir(self) -> Path:
+        """Return the trading runtime's state folder, ``SOLODESK_HOME/state``."""
+        return self.home / "state"
+
+    @property
+    def state_db_path(self) -> Path:
+        """Return the runtime's SQLite state database, ``SOLODESK_HOME/state/runtime.db``."""
+        return self.state_dir / "runtime.db"
+
+    @property
+    def state_snapshots_dir(self) -> Path:
+        """Return the Parquet snapshots of the state tables the catalog reads."""
+        return self.state_dir / "snapshots"
+
+    @property
+    def notify_spool_path(self) -> Path:
+        """Return where notices that could not be delivered wait for the next start."""
+        return self.state_dir / "notify-spool.jsonl"
 
     @property
     def bench_dir(self) -> Path:

@@ -8,7 +8,7 @@ names are UTC, written ISO-8601 with a ``Z`` (``2017-01-02T09:00:00Z``). Inputs 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from core.errors import UsageError
@@ -44,6 +44,20 @@ def iso_z_or_none(moment: datetime | None) -> str | None:
 def iso_z_ns(ns: int) -> str:
     """Return an instant in nanoseconds since the epoch (UTC) as ISO-8601 with ``Z``, to the second."""
     return iso_z(datetime.fromtimestamp(int(ns) // 1_000_000_000, tz=UTC))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_from_ns(ns: int) -> datetime:
+    """Return the UTC instant of nanoseconds since the epoch (to the microsecond, exactly)."""
+    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
+
+
+def ns_from_utc(moment: datetime) -> int:
+    """Return nanoseconds since the epoch of an aware instant (exactly, microseconds and all)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def iso_z_expr(expr: pl.Expr) -> pl.Expr:

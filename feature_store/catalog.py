@@ -10,7 +10,10 @@ row per feature build) and, for each feature set with a build, ``features_<set>`
 build of the set on every series, joined with its bars (symbol, timeframe, side, version, ts,
 OHLC, volume, spread, then the feature and label columns). Once a backtest is stored:
 ``backtest_runs`` (one row per run record), ``backtest_equity`` and ``backtest_trades`` (with a
-``run`` column), read from the run folders at query time.
+``run`` column), read from the run folders at query time. Once the trading runtime's state
+database exists: ``live_orders``, ``live_fills``, ``live_equity``, ``risk_events``,
+``live_trades`` and ``live_sessions``, over Parquet snapshots of it that every rebuild and every
+open of the catalog write afresh (:func:`refresh_state_views`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
 from feature_store.feature_index import FeatureBuild, FeatureStore
+from feature_store.state import SNAPSHOT_VIEWS, snapshot_state
 from feature_store.store import BarStore
 
 if TYPE_CHECKING:
@@ -85,6 +89,34 @@ def _backtest_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
         )
 
 
+def refresh_state_views(settings: Settings) -> bool:
+    """Write fresh Parquet snapshots of the state database for the catalog's live views.
+
+    The views themselves read the files at query time, so a fresh snapshot is all a query
+    needs. Returns whether there is a state database (and so whether the views exist).
+
+    Raises
+    ------
+    SolodeskError
+        If the state database exists but cannot be read.
+    """
+    if not settings.state_db_path.is_file():
+        return False
+    snapshot_state(settings.state_db_path, settings.state_snapshots_dir)
+    return True
+
+
+def _state_views(con: duckdb.DuckDBPyConnection, snapshots: Path, present: bool) -> None:
+    """Create the live views over the state snapshots, or drop them when there is no state."""
+    for view in SNAPSHOT_VIEWS:
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+        if present:
+            con.execute(
+                f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
+                f"{_quote(str((snapshots / f'{view}.parquet').resolve()))})"
+            )
+
+
 def _feature_views(con: duckdb.DuckDBPyConnection, features: FeatureStore) -> None:
     """Create ``feature_builds`` and one ``features_<set>`` view per set with a build."""
     builds = features.builds()
@@ -134,10 +166,16 @@ def _feature_views(con: duckdb.DuckDBPyConnection, features: FeatureStore) -> No
 
 
 def rebuild_catalog(settings: Settings) -> int:
-    """Recreate the catalog's views from the store's manifest, the feature index and the runs.
+    """Recreate the catalog's views from the store's manifest, the feature index, the runs and
+    fresh snapshots of the state database.
 
     Returns the manifest generation.
     """
+    return _rebuild(settings, refresh_state_views(settings))
+
+
+def _rebuild(settings: Settings, state: bool) -> int:
+    """Recreate the catalog; ``state`` says whether the state snapshots are there to view."""
     import duckdb
 
     store = BarStore(settings.store_dir)
@@ -208,13 +246,14 @@ def rebuild_catalog(settings: Settings) -> int:
         _feature_views(con, features)
         backtests = settings.backtests_dir
         _backtest_views(con, backtests)
+        _state_views(con, settings.state_snapshots_dir, state)
         con.execute(
             "CREATE OR REPLACE TABLE catalog_meta (generation BIGINT, feature_generation BIGINT, "
-            "backtests VARCHAR)"
+            "backtests VARCHAR, state BOOLEAN)"
         )
         con.execute(
-            "INSERT INTO catalog_meta VALUES (?, ?, ?)",
-            [manifest["generation"], feature_generation, _backtest_tables(backtests)],
+            "INSERT INTO catalog_meta VALUES (?, ?, ?, ?)",
+            [manifest["generation"], feature_generation, _backtest_tables(backtests), state],
         )
         con.execute("COMMIT")
     finally:
@@ -233,6 +272,12 @@ def catalog_stamp(path: Path) -> tuple[int, int, str] | None:
 
     That is the manifest and feature index generations and which backtest tables existed.
     """
+    stamp = _stamp(path)
+    return (stamp[0], stamp[1], stamp[2]) if stamp else None
+
+
+def _stamp(path: Path) -> tuple[int, int, str, bool] | None:
+    """Return :func:`catalog_stamp` and whether the live views over the state were made."""
     if not path.exists():
         return None
     import duckdb
@@ -243,26 +288,32 @@ def catalog_stamp(path: Path) -> tuple[int, int, str] | None:
         return None
     try:
         row = con.execute(
-            "SELECT generation, feature_generation, backtests FROM catalog_meta"
+            "SELECT generation, feature_generation, backtests, state FROM catalog_meta"
         ).fetchone()
     except duckdb.Error:
-        return None
+        return None  # no catalog, or one made before the live views: rebuilt
     finally:
         con.close()
-    return (int(row[0]), int(row[1]), str(row[2])) if row else None
+    return (int(row[0]), int(row[1]), str(row[2]), bool(row[3])) if row else None
 
 
 def open_catalog(settings: Settings, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Return a connection to an up-to-date catalog, rebuilding it first if it is stale."""
+    """Return a connection to an up-to-date catalog, rebuilding it first if it is stale.
+
+    The state database's snapshots are written afresh first, so the live views show what the
+    runtime has committed up to now.
+    """
     store = BarStore(settings.store_dir)
     features = FeatureStore(settings.features_dir)
+    state = refresh_state_views(settings)
     wanted = (
         store.manifest()["generation"],
         features.generation(),
         _backtest_tables(settings.backtests_dir),
+        state,
     )
-    if catalog_stamp(settings.catalog_path) != wanted:
-        rebuild_catalog(settings)
+    if _stamp(settings.catalog_path) != wanted:
+        _rebuild(settings, state)
     return _connect(settings.catalog_path, read_only=read_only)
 
 

@@ -2,10 +2,17 @@
 
 A strategy is a class with a ``name``, a tuple of declared parameters (``ParamSpec``) and a
 ``signals`` method. The backtest engine, the sweeps and the portfolio runner call nothing else.
+
+The trading runtime feeds a strategy bar by bar. A strategy may offer ``incremental()``, which
+returns a :class:`SignalStream`: given only the newly completed bars, it returns their signals,
+equal bit for bit to the matching rows of ``signals()`` on every bar so far, in constant work
+per bar. A strategy without it runs through the fallback in
+:mod:`models.strategies.incremental`, which calls ``signals()`` on all the bars at each update.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -77,6 +84,8 @@ class Strategy(Protocol):
 
     Required: ``name`` (unique, snake_case), ``params`` (declared parameters) and ``signals``.
     ``needs_features`` names the feature columns the strategy reads (empty: bars only).
+    Optional: ``incremental()``, returning a :class:`SignalStream` (see
+    :class:`IncrementalStrategy`).
     """
 
     name: ClassVar[str]
@@ -87,4 +96,45 @@ class Strategy(Protocol):
 
     def signals(self, bars: pl.DataFrame, features: pl.DataFrame | None = None) -> Signals:
         """Return the signals for ``bars`` (ts, open, high, low, close[, spread, volume])."""
+        ...
+
+
+@runtime_checkable
+class SignalStream(Protocol):
+    """Signals of a growing series of bars, computed from the new bars alone.
+
+    The contract: after updates with batches b1, b2, ..., bk (consecutive bars of one series,
+    in order), the concatenated results equal ``strategy.signals()`` on b1 + ... + bk: the same
+    kind (events or target), the same arrays bit for bit, NaN where ``signals()`` has NaN. It
+    holds because a strategy's signal at bar i depends on bars 0..i only (the prefix property
+    the point-in-time tests prove). A stream serves one series from its first bar; make a new
+    one with ``strategy.incremental()`` to start again.
+    """
+
+    def update(
+        self,
+        bars: Mapping[str, np.ndarray],
+        features: Mapping[str, np.ndarray] | None = None,
+    ) -> Signals:
+        """Return the signals of the new bars only, aligned with them.
+
+        Parameters
+        ----------
+        bars
+            The newly completed bars: float64 arrays ``open``, ``high``, ``low``, ``close``,
+            ``volume``, ``spread`` and int64 ``ts`` (bar open time, ns UTC), all one length
+            (zero is allowed and returns empty arrays).
+        features
+            The strategy's ``needs_features`` columns for the same new bars, or None when it
+            reads none.
+        """
+        ...
+
+
+@runtime_checkable
+class IncrementalStrategy(Strategy, Protocol):
+    """A strategy that also computes its signals bar by bar (the optional ``incremental``)."""
+
+    def incremental(self) -> SignalStream:
+        """Return a fresh stream, positioned before the first bar of a series."""
         ...

@@ -11,9 +11,11 @@ import polars as pl
 from models.strategies.base import ParamSpec, Signals
 from models.strategies.indicators import (
     IndicatorCache,
+    RunningBreakouts,
     SweepContext,
     as_float_array,
     bar_columns,
+    batch_columns,
     prior_max,
     prior_min,
 )
@@ -101,6 +103,44 @@ class DonchianBreakout:
             return Signals(entries=entries, exits=exits)
         short_entries = close < channel("low", self.entry_window)
         short_exits = close > channel("high", self.exit_window)
+        return Signals(
+            entries=entries, exits=exits, short_entries=short_entries, short_exits=short_exits
+        )
+
+    def incremental(self) -> DonchianStream:
+        """Return a fresh stream of this strategy's signals, computed from new bars only."""
+        return DonchianStream(self.entry_window, self.exit_window, allow_short=self.allow_short)
+
+
+class DonchianStream:
+    """:class:`DonchianBreakout` signals one batch of new bars at a time (a ``SignalStream``).
+
+    Each channel is a monotonic deque over the bars before the current one
+    (:class:`~models.strategies.indicators.RunningBreakouts`): constant work per bar,
+    amortized, and the events equal :meth:`DonchianBreakout.signals` on all bars so far.
+    Reads ``high``, ``low`` and ``close`` from the new bars.
+    """
+
+    def __init__(self, entry_window: int, exit_window: int, *, allow_short: bool = False) -> None:
+        self.allow_short = allow_short
+        self._breakouts = RunningBreakouts(entry_window, exit_window, both_sides=allow_short)
+
+    def update(
+        self, bars: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray] | None = None
+    ) -> Signals:
+        """Return the breakout events at the new bars.
+
+        Raises
+        ------
+        UsageError
+            If the new bars lack ``high``, ``low`` or ``close``.
+        """
+        columns = batch_columns(bars, COLUMNS, DonchianBreakout.name)
+        entries, exits, short_entries, short_exits = self._breakouts.update(
+            columns["high"], columns["low"], columns["close"]
+        )
+        if not self.allow_short:
+            return Signals(entries=entries, exits=exits)
         return Signals(
             entries=entries, exits=exits, short_entries=short_entries, short_exits=short_exits
         )

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from core.errors import UsageError
 from models.strategies.base import ParamSpec, Signals
@@ -154,3 +155,76 @@ class MlModel:
         index = np.where(np.isnan(decided), -1, np.arange(p.shape[0]))
         last = np.maximum.accumulate(index) if p.shape[0] else index
         return np.where(last >= 0, decided[np.maximum(last, 0)], 0.0)
+
+    def incremental(self) -> MlModelStream:
+        """Return a fresh stream of this strategy's targets, computed from new bars only."""
+        return MlModelStream(self)
+
+
+@njit(cache=True, nogil=True)
+def _stream_targets(
+    p: np.ndarray, upper: float, lower: float, below: float, hold: bool, state: np.ndarray
+) -> np.ndarray:  # pragma: no cover
+    # MlModel.target bar by bar; state[0] is the last decided target (0 before any decision).
+    out = np.empty(p.shape[0])
+    last = state[0]
+    for k in range(p.shape[0]):
+        value = p[k]
+        decided = np.nan
+        if value > upper:
+            decided = 1.0
+        if value < lower:
+            decided = below
+        if np.isnan(value):
+            decided = 0.0
+        if np.isnan(decided):
+            out[k] = last if hold else 0.0
+        else:
+            last = decided
+            out[k] = decided
+    state[0] = last
+    return out
+
+
+class MlModelStream:
+    """:class:`MlModel` targets one batch of new bars at a time (a ``SignalStream``).
+
+    Carries the last decided target (what ``hold_between`` keeps), so each bar costs constant
+    work and the targets equal :meth:`MlModel.signals` on all bars so far. Reads the
+    strategy's probability column from the new bars' features.
+    """
+
+    def __init__(self, strategy: MlModel) -> None:
+        self.name = strategy.name
+        self.column = strategy.column
+        self.upper = float(strategy.upper)
+        self.lower = float(strategy.lower)
+        self.below = -1.0 if strategy.allow_short else 0.0
+        self.hold_between = strategy.hold_between
+        self._state = np.zeros(1)
+
+    def update(
+        self, bars: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray] | None = None
+    ) -> Signals:
+        """Return the target positions at the new bars.
+
+        Raises
+        ------
+        UsageError
+            If ``features`` lacks the probability column or its length differs from the bars'.
+        """
+        if features is None or self.column not in features:
+            msg = f"strategy {self.name} reads the feature column {self.column!r}: not given"
+            raise UsageError(msg)
+        proba = as_float_array(features[self.column], self.column)
+        count = next((len(values) for values in bars.values()), proba.shape[0])
+        if count != proba.shape[0]:
+            msg = (
+                f"strategy {self.name}: {proba.shape[0]} feature rows for {count} new bars; "
+                "give the features of the same bars"
+            )
+            raise UsageError(msg)
+        target = _stream_targets(
+            proba, self.upper, self.lower, self.below, self.hold_between, self._state
+        )
+        return Signals(target=np.asarray(target))

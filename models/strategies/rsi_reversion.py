@@ -7,13 +7,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from core.errors import UsageError
 from models.strategies.base import ParamSpec, Signals
 from models.strategies.indicators import (
     IndicatorCache,
+    RunningWilderRsi,
     SweepContext,
     bar_columns,
+    batch_columns,
     wilder_rsi,
 )
 
@@ -121,4 +124,97 @@ class RsiReversion:
         short_exits = rsi <= self.exit_level
         return Signals(
             entries=entries, exits=exits, short_entries=short_entries, short_exits=short_exits
+        )
+
+    def incremental(self) -> RsiReversionStream:
+        """Return a fresh stream of this strategy's signals, computed from new bars only."""
+        return RsiReversionStream(
+            self.window,
+            lower=self.lower,
+            upper=self.upper,
+            exit_level=self.exit_level,
+            allow_short=self.allow_short,
+        )
+
+
+@njit(cache=True, nogil=True)
+def _level_events(
+    rsi: np.ndarray,
+    lower: float,
+    upper: float,
+    exit_level: float,
+    both_sides: bool,
+    last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    # The events of RsiReversion._signals bar by bar; last[0] is the RSI of the bar before
+    # the batch (NaN at the start).
+    n = rsi.shape[0]
+    entries = np.zeros(n, dtype=np.bool_)
+    exits = np.zeros(n, dtype=np.bool_)
+    short_entries = np.zeros(n if both_sides else 0, dtype=np.bool_)
+    short_exits = np.zeros(n if both_sides else 0, dtype=np.bool_)
+    before = last[0]
+    for k in range(n):
+        now = rsi[k]
+        entries[k] = before < lower and now >= lower
+        exits[k] = now >= exit_level
+        if both_sides:
+            short_entries[k] = before > upper and now <= upper
+            short_exits[k] = now <= exit_level
+        before = now
+    last[0] = before
+    return entries, exits, short_entries, short_exits
+
+
+class RsiReversionStream:
+    """:class:`RsiReversion` signals one batch of new bars at a time (a ``SignalStream``).
+
+    Carries the running Wilder averages
+    (:class:`~models.strategies.indicators.RunningWilderRsi`) and the previous bar's RSI, so
+    each bar costs constant work and the events equal :meth:`RsiReversion.signals` on all bars
+    so far, bit for bit. Reads ``close`` from the new bars.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        *,
+        lower: float,
+        upper: float,
+        exit_level: float,
+        allow_short: bool = False,
+    ) -> None:
+        self.lower = float(lower)
+        self.upper = float(upper)
+        self.exit_level = float(exit_level)
+        self.allow_short = allow_short
+        self._rsi = RunningWilderRsi(window)
+        self._last = np.full(1, np.nan)
+
+    def update(
+        self, bars: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray] | None = None
+    ) -> Signals:
+        """Return the RSI reversion events at the new bars.
+
+        Raises
+        ------
+        UsageError
+            If the new bars have no ``close``.
+        """
+        close = batch_columns(bars, ("close",), RsiReversion.name)["close"]
+        entries, exits, short_entries, short_exits = _level_events(
+            self._rsi.update(close),
+            self.lower,
+            self.upper,
+            self.exit_level,
+            self.allow_short,
+            self._last,
+        )
+        if not self.allow_short:
+            return Signals(entries=np.asarray(entries), exits=np.asarray(exits))
+        return Signals(
+            entries=np.asarray(entries),
+            exits=np.asarray(exits),
+            short_entries=np.asarray(short_entries),
+            short_exits=np.asarray(short_exits),
         )

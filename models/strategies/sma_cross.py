@@ -17,9 +17,11 @@ from core.errors import UsageError
 from models.strategies.base import ParamSpec, Signals
 from models.strategies.indicators import (
     IndicatorCache,
+    RunningSmaCrossings,
     SweepContext,
     as_float_array,
     bar_columns,
+    batch_columns,
     crossings,
     sma,
 )
@@ -115,3 +117,37 @@ class SmaCross:
         return self.signal_arrays(
             close, self.fast, self.slow, allow_short=self.allow_short, cache=context.cache
         )
+
+    def incremental(self) -> SmaCrossStream:
+        """Return a fresh stream of this strategy's signals, computed from new bars only."""
+        return SmaCrossStream(self.fast, self.slow, allow_short=self.allow_short)
+
+
+class SmaCrossStream:
+    """:class:`SmaCross` signals one batch of new bars at a time (a ``SignalStream``).
+
+    Carries the running sums of both averages and the crossing detector's state
+    (:class:`~models.strategies.indicators.RunningSmaCrossings`), so each bar costs constant
+    work and the events equal :meth:`SmaCross.signals` on all bars so far, bit for bit. Reads
+    ``close`` from the new bars.
+    """
+
+    def __init__(self, fast: int, slow: int, *, allow_short: bool = False) -> None:
+        self.allow_short = allow_short
+        self._crossings = RunningSmaCrossings(fast, slow)
+
+    def update(
+        self, bars: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray] | None = None
+    ) -> Signals:
+        """Return the crossing events at the new bars.
+
+        Raises
+        ------
+        UsageError
+            If the new bars have no ``close``.
+        """
+        close = batch_columns(bars, ("close",), SmaCross.name)["close"]
+        up, down = self._crossings.update(close)
+        if self.allow_short:
+            return Signals(entries=up, exits=down, short_entries=down, short_exits=up)
+        return Signals(entries=up, exits=down)

@@ -41,6 +41,7 @@ def test_new_run_id_prefixes_cover_every_kind_once() -> None:
     # Assert
     assert set(RUN_PREFIXES) == {
         "ingest", "resample", "backtest", "sweep", "portfolio", "walkforward", "train",
+        "paper",
     }  # fmt: skip
     assert len(set(prefixes)) == len(prefixes)
 

@@ -1,0 +1,71 @@
+"""The loop's clocks: simulated time in a replay, the wall clock live (:class:`core.ports.Clock`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+class SimClock:
+    """Replay time: the loop sets it to the bar it is at; ``speed`` paces it against the wall.
+
+    With ``speed`` N, advancing the clock by one second of market time waits 1/N s of wall
+    time (an H1 bar lasts 3600/N s); with None it never waits (as fast as the loop runs).
+    """
+
+    def __init__(self, speed: float | None = None) -> None:
+        self.speed = speed
+        self._ns = 0
+        self._wall_origin: float | None = None
+        self._sim_origin = 0
+
+    def set_ns(self, ns: int) -> None:
+        """Move the clock to ``ns`` (UTC ns), waiting for it when the replay is paced."""
+        if self.speed is not None:
+            if self._wall_origin is None:
+                self._wall_origin = time.monotonic()
+                self._sim_origin = ns
+            due = self._wall_origin + (ns - self._sim_origin) / 1e9 / self.speed
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        self._ns = ns
+
+    def now_ns(self) -> int:
+        """Return the current time in UTC ns."""
+        return self._ns
+
+    def now(self) -> datetime:
+        """Return the current (simulated) time."""
+        return datetime.fromtimestamp(self._ns // 1000 / 1e6, UTC)
+
+    def monotonic(self) -> float:
+        """Return wall seconds from an arbitrary origin (latencies are real even in a replay)."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of wall time (a paused replay still answers its controls)."""
+        time.sleep(seconds)
+
+
+class WallClock:
+    """Live time: UTC from the system clock, monotonic for latencies."""
+
+    def set_ns(self, ns: int) -> None:
+        """Ignore: live time is not set by the bars."""
+
+    def now_ns(self) -> int:
+        """Return the current time in UTC ns."""
+        return time.time_ns()
+
+    def now(self) -> datetime:
+        """Return the current time."""
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Return monotonic seconds."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        time.sleep(seconds)

@@ -1,0 +1,631 @@
+"""Trading sessions: paper trading a vault strategy on replayed bars, the event-driven backtest,
+and the queries and controls of running sessions.
+
+A paper session is ``load_session`` (the series, the strategy, the session record: new, or the
+one to resume, whose options must match) -> ``build_runtime`` (the paper broker, the risk
+engine, the sizer, the loop, all on the state database) -> ``Runtime.run`` over a
+:class:`~execution.feeds.ReplayFeed` -> ``record_summary``. The event-driven backtest is the
+same loop with fills at once, no latency and no rounding, on a scratch state database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import UsageError
+from core.ids import new_run_id
+from core.ports import BarBatch, Notifier, NullNotifier
+from core.settings import RiskSettings, Settings
+from core.timeframes import Timeframe
+from core.times import jsonable, utc_now
+from core.types import Instrument, Side
+from execution.brokers.paper import PaperBroker, PaperConfig
+from execution.clock import SimClock
+from execution.costs import CostModel
+from execution.feeds import ReplayFeed, bar_batch, slice_batch
+from execution.journal import Journal
+from execution.loop import Runtime, RuntimeConfig, RunTotals
+from execution.risk import RiskEngine, RiskState, RiskStatus, parse_risk_overrides
+from execution.sizing import Sizer
+from feature_store.series import SeriesData, load_series
+from feature_store.state import ControlRequest, SessionRecord, StateDB
+from models.strategies.base import Strategy
+from models.strategies.incremental import signal_stream
+from models.strategies.registry import make_strategy
+from pipelines.backtest.config import BacktestConfig
+from pipelines.backtest.engine import STAMP, TRADE_SCHEMA, BacktestResult
+from services.backtest import load_strategy_features
+from services.common import load_user_strategy
+
+ControlAction = Literal["pause", "resume", "halt", "reset", "flatten", "stop"]
+
+
+class SimulatorOptions(BaseModel):
+    """The paper broker's realism: latency, slippage by size, rejects, touches, lots, margin.
+
+    Defaults: 50 ms to submit, modify or cancel plus up to 20 ms of seeded jitter; no size
+    impact; no random rejects; limit touches do not fill; orders rounded down to 0.01 lot and
+    refused below it; margin at 30:1.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    leverage: float = Field(default=30.0, gt=0)
+    latency_ms: float = Field(default=50.0, ge=0)
+    modify_latency_ms: float = Field(default=50.0, ge=0)
+    cancel_latency_ms: float = Field(default=50.0, ge=0)
+    jitter_ms: float = Field(default=20.0, ge=0)
+    impact_pips: float = Field(default=0.0, ge=0)
+    reject_probability: float = Field(default=0.0, ge=0, lt=1)
+    touch_probability: float = Field(default=0.0, ge=0, le=1)
+    participation: float | None = Field(default=None, gt=0, le=1)
+    round_lots: bool = True
+
+
+class PaperOptions(BaseModel):
+    """Everything a paper session is started with; a resume must give the same."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str
+    timeframe: Timeframe
+    side: Side | None = None
+    strategy: str
+    params: dict[str, str] = {}
+    feed: Literal["replay"] = "replay"
+    start: datetime | None = None
+    end: datetime | None = None
+    seed: int = 0
+    risk: tuple[str, ...] = ()
+    feature_set: str = "default"
+    backtest: BacktestConfig = BacktestConfig()
+    simulator: SimulatorOptions = SimulatorOptions()
+
+    def identity(self) -> dict[str, Any]:
+        """Return the options as the session record keeps them (JSON-ready)."""
+        return jsonable(self.model_dump(mode="json"))  # type: ignore[return-value]
+
+
+class PaperSummary(BaseModel):
+    """A paper session after a run: totals over the session, what this run did; the ``--json`` line."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session: str
+    account: str
+    symbol: str
+    timeframe: str
+    strategy: str
+    bars: int
+    bars_this_run: int
+    orders: int
+    fills: int
+    trades: int
+    final_equity: float
+    ledger_hash: str
+    risk_state: str
+    paused: bool
+    resumed: bool
+    status: str
+    message: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SessionInputs:
+    """What a session trades on: the loaded series, its bars as a batch, the strategy."""
+
+    data: SeriesData
+    bars: BarBatch
+    strategy: Strategy
+    strategy_cls: type[Strategy]
+    features: pl.DataFrame | None
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def series_batch(data: SeriesData) -> BarBatch:
+    """Return a loaded series' bars as a :class:`BarBatch` (ends on the nominal bar length)."""
+    bars = data.bars
+    ts = bars["ts"].dt.cast_time_unit("ns").to_physical().to_numpy()
+    spread = (
+        bars["spread"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if "spread" in bars.columns
+        else None
+    )
+    volume = (
+        bars["volume"].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if "volume" in bars.columns
+        else None
+    )
+    bar_ns = data.key.timeframe.minutes * 60 * 1_000_000_000
+    return bar_batch(
+        ts, bars["open"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy(),
+        bars["close"].to_numpy(), volume=volume, spread=spread, to_account=data.to_account,
+        bar_ns=bar_ns,
+    )  # fmt: skip
+
+
+def load_inputs(
+    settings: Settings,
+    symbol: str,
+    timeframe: Timeframe,
+    strategy_name: str,
+    params: Mapping[str, object],
+    *,
+    side: Side | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    feature_set: str = "default",
+) -> SessionInputs:
+    """Load the series, the strategy and the feature columns it reads."""
+    data = load_series(settings, symbol, timeframe, side, start, end)
+    cls = load_user_strategy(settings, strategy_name)
+    strategy = make_strategy(cls, params)
+    features = load_strategy_features(settings, cls, data, feature_set)
+    return SessionInputs(data, series_batch(data), strategy, cls, features)
+
+
+def _feature_lookup(
+    bars: BarBatch, features: pl.DataFrame | None
+) -> Callable[[BarBatch], Mapping[str, np.ndarray]] | None:
+    if features is None:
+        return None
+    columns = {c: features[c].cast(pl.Float64).to_numpy() for c in features.columns if c != "ts"}
+    all_ts = bars.ts
+
+    def lookup(batch: BarBatch) -> Mapping[str, np.ndarray]:
+        at = np.searchsorted(all_ts, batch.ts)
+        return {name: values[at] for name, values in columns.items()}
+
+    return lookup
+
+
+def spread_check(data: SeriesData, config: BacktestConfig, spread_given: bool) -> BacktestConfig:
+    """Return the paper session's costs with its spread settled.
+
+    Paper fills pay a spread: the series' own spread column when it has one and no spread was
+    given, else the spread given.
+
+    Raises
+    ------
+    UsageError
+        When no spread was given and the series has no spread column.
+    """
+    if spread_given or config.costs.spread_from_data:
+        return config
+    has = "spread" in data.bars.columns and data.bars["spread"].drop_nulls().len() > 0
+    if not has:
+        msg = (
+            f"{data.label} has no spread column: give --spread PIPS (paper fills buy at the "
+            "ask and sell at the bid, so they need a spread)"
+        )
+        raise UsageError(msg)
+    costs = config.costs.model_copy(update={"spread_from_data": True})
+    return config.model_copy(update={"costs": costs})
+
+
+# -- build -----------------------------------------------------------------------------------
+
+
+def build_runtime(
+    *,
+    db: StateDB,
+    session: str,
+    account: str,
+    mode: Literal["backtest", "paper"],
+    inputs: SessionInputs,
+    config: BacktestConfig,
+    simulator: SimulatorOptions | None,
+    risk: RiskEngine,
+    notifier: Notifier,
+    clock: SimClock,
+    seed: int = 0,
+    collect: bool = False,
+) -> Runtime:
+    """Return the loop wired to a paper broker for one session (a fresh one, or resumed)."""
+    data = inputs.data
+    instrument: Instrument = data.instrument
+    costs = CostModel.of(
+        config, instrument, data.key.side, simulator.impact_pips if simulator else 0.0
+    )
+    journal = Journal(db)
+    if simulator is None:  # the event backtest: the vectorized engine's assumptions
+        paper = PaperConfig(
+            account=account, symbol=instrument.symbol, cash=config.cash, costs=costs,
+            calendar=None, immediate=True, latency_submit=0.0, latency_modify=0.0,
+            latency_cancel=0.0, jitter=0.0, leverage=None, round_lots=False, seed=seed,
+        )  # fmt: skip
+    else:
+        sim = simulator
+        paper = PaperConfig(
+            account=account, symbol=instrument.symbol, cash=config.cash, costs=costs,
+            calendar=instrument.calendar if instrument.calendar in ("fx", "crypto", "nyse") else None,
+            immediate=False, latency_submit=sim.latency_ms / 1e3,
+            latency_modify=sim.modify_latency_ms / 1e3, latency_cancel=sim.cancel_latency_ms / 1e3,
+            jitter=sim.jitter_ms / 1e3, reject_probability=sim.reject_probability,
+            touch_probability=sim.touch_probability, participation=sim.participation,
+            leverage=sim.leverage, round_lots=sim.round_lots, lot_step=instrument.lot_step,
+            min_lot=instrument.lot_step, seed=seed,
+        )  # fmt: skip
+    broker = PaperBroker(paper, journal)
+    sizer = Sizer(
+        config.sizing, fees=config.costs.fees, commission_per_lot=config.costs.commission_per_lot,
+        contract_size=instrument.contract_size, bars_per_year=data.bars_per_year,
+    )  # fmt: skip
+    runtime_config = RuntimeConfig(
+        session=session, account=account, mode=mode, symbol=instrument.symbol,
+        strategy=inputs.strategy_cls.name,
+        params={k: getattr(inputs.strategy, k, None) for k in (p.name for p in inputs.strategy_cls.params)},
+        fill=config.fill.value if mode == "backtest" else "close",
+        direction=config.direction.value, stop_loss_pips=config.stop_loss_pips,
+        take_profit_pips=config.take_profit_pips, trailing_stop_pips=config.trailing_stop_pips,
+        bar_seconds=data.key.timeframe.minutes * 60.0, collect=collect,
+        record_equity=mode != "backtest", commit_bars=1000 if mode != "backtest" else 1_000_000,
+        commit_seconds=1.0 if mode != "backtest" else 3600.0,
+        control_seconds=0.2 if mode != "backtest" else 3600.0, durable=mode != "backtest",
+    )  # fmt: skip
+    return Runtime(
+        runtime_config, stream=signal_stream(inputs.strategy), broker=broker, journal=journal,
+        risk=risk, sizer=sizer, costs=costs, clock=clock, notifier=notifier,
+        features=_feature_lookup(inputs.bars, inputs.features),
+    )  # fmt: skip
+
+
+def _risk_engine(db: StateDB, limits: Any, account: str) -> RiskEngine:
+    saved = db.load_risk(account)
+    if saved is None:
+        return RiskEngine.fresh(limits, account)
+    return RiskEngine(limits, RiskState.from_json(saved))
+
+
+# -- the event-driven backtest -----------------------------------------------------------------
+
+
+def event_backtest(
+    data: SeriesData,
+    strategy_cls: type[Strategy],
+    params: Mapping[str, object],
+    config: BacktestConfig,
+    features: pl.DataFrame | None,
+) -> BacktestResult:
+    """Backtest through the trading loop on replayed bars (``--engine event``).
+
+    The loop, the paper broker with fills at once, no latency and no lot rounding, and the
+    risk engine with no limits, on a scratch state database: the same trades and equity as the
+    vectorized engine (``tests/realdata/test_event_parity.py``).
+    """
+    strategy = make_strategy(strategy_cls, params)
+    bars = series_batch(data)
+    inputs = SessionInputs(data, bars, strategy, strategy_cls, features)
+    with tempfile.TemporaryDirectory(prefix="solodesk-event-") as scratch:
+        db = StateDB(Path(scratch) / "event.db")
+        try:
+            session = "event"
+            account = "backtest:event"
+            db.create_session(
+                SessionRecord(
+                    session=session, account=account, kind="backtest",
+                    symbol=data.key.symbol, timeframe=data.key.timeframe.value,
+                    strategy=strategy_cls.name, created=utc_now(),
+                )
+            )  # fmt: skip
+            runtime = build_runtime(
+                db=db, session=session, account=account, mode="backtest", inputs=inputs,
+                config=config, simulator=None,
+                risk=RiskEngine.fresh(RiskSettings(), account), notifier=NullNotifier(),
+                clock=SimClock(None), collect=True,
+            )  # fmt: skip
+            runtime.run(ReplayFeed(data.key.symbol, bars, batch=1 << 20))
+            rows = db.trades(session)
+        finally:
+            db.close()
+    c = runtime.collected
+    assert c is not None
+    return BacktestResult(
+        ts=np.asarray(c.ts, dtype=np.int64), equity=np.asarray(c.equity),
+        position=np.asarray(c.position), exposure=np.asarray(c.exposure),
+        trades=_trade_frame(rows), config=config,
+    )  # fmt: skip
+
+
+def _trade_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=TRADE_SCHEMA)
+    frame = pl.DataFrame([{k: row[k] for k in TRADE_SCHEMA} for row in rows])
+    return frame.with_columns(
+        pl.col("entry_ts").cast(STAMP), pl.col("exit_ts").cast(STAMP),
+        *(pl.col(c).cast(t) for c, t in TRADE_SCHEMA.items() if c not in ("entry_ts", "exit_ts")),
+    ).select(list(TRADE_SCHEMA))  # fmt: skip
+
+
+# -- paper sessions --------------------------------------------------------------------------
+
+
+def _differences(before: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} ({a!r} then, {b!r} now)")
+    return out
+
+
+def open_session(
+    db: StateDB, session: str | None, options: PaperOptions
+) -> tuple[SessionRecord, bool]:
+    """Return the session to run: a new one, or the one of that name if its options match.
+
+    Raises
+    ------
+    UsageError
+        If the session exists with other options (naming each that differs).
+    """
+    identity = options.identity()
+    if session is not None:
+        found = db.session(session)
+        if found is not None:
+            differs = _differences(found.options, identity)
+            if differs:
+                msg = (
+                    f"session {session} was started with other options: {'; '.join(differs)}. "
+                    "Resume it with the options it started with, or start a new --session"
+                )
+                raise UsageError(msg)
+            return found, True
+    name = session or new_run_id("paper")
+    record = SessionRecord(
+        session=name, account=f"paper:{name}", kind="paper", symbol=options.symbol.upper(),
+        timeframe=options.timeframe.value, strategy=options.strategy, params=dict(options.params),
+        options=identity, created=utc_now(), pid=os.getpid(),
+    )  # fmt: skip
+    db.create_session(record)
+    db.commit()
+    return record, False
+
+
+def run_paper(
+    settings: Settings,
+    options: PaperOptions,
+    *,
+    session: str | None = None,
+    speed: float | None = None,
+    spread_given: bool = True,
+    notifier: Notifier | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> PaperSummary:
+    """Paper-trade a strategy on replayed stored bars, resuming the session if it exists."""
+    started = time.perf_counter()
+    inputs = load_inputs(
+        settings, options.symbol, options.timeframe, options.strategy, options.params,
+        side=options.side, start=options.start, end=options.end,
+        feature_set=options.feature_set,
+    )  # fmt: skip
+    config = spread_check(inputs.data, options.backtest, spread_given)
+    limits = parse_risk_overrides(settings.risk, options.risk)
+    owned = notifier is None
+    if notifier is None:
+        from services.notify import open_notifier
+
+        notifier = open_notifier(settings)
+    db = StateDB.open(settings)
+    try:
+        record, resumed = open_session(db, session, options)
+        name = record.session
+        db.update_session(name, status="running", pid=os.getpid())
+        db.commit()
+        runtime = build_runtime(
+            db=db, session=name, account=record.account, mode="paper", inputs=inputs,
+            config=config, simulator=options.simulator,
+            risk=_risk_engine(db, limits, record.account), notifier=notifier,
+            clock=SimClock(speed), seed=options.seed,
+        )  # fmt: skip
+        start = runtime.resume_index(inputs.bars)
+        runtime.warm_up(slice_batch(inputs.bars, 0, start))
+        feed = ReplayFeed(options.symbol, inputs.bars, start=start, batch=1 if speed else 4096)
+        try:
+            totals = runtime.run(_Tracked(feed, on_batch, len(inputs.bars)))
+        except BaseException:
+            db.rollback()
+            db.update_session(name, status="crashed")
+            db.commit()
+            from core.ports import Notice, NoticeKind
+
+            notifier.notify(Notice(NoticeKind.LOOP_CRASHED, "session crashed", name, session=name))
+            raise
+        status = "stopped" if totals.stopped else "finished"
+        db.update_session(name, status=status, pid=None)
+        db.set_watermark(name, int(inputs.bars.ts[start + totals.bars_this_run - 1])
+                         if totals.bars_this_run else (record.last_bar_ts or 0), totals.bars,
+                         runtime.clock.now())  # fmt: skip
+        db.commit()
+        summary = _summary(record, options, totals, resumed, time.perf_counter() - started)
+        from core.ports import Notice, NoticeKind
+
+        notifier.notify(
+            Notice(NoticeKind.LOOP_STOPPED, f"session {status}", summary.message, session=name)
+        )
+        return summary
+    finally:
+        db.close()
+        if owned:
+            notifier.close()
+
+
+class _Tracked:
+    """A feed that reports progress after each batch it hands out."""
+
+    def __init__(self, feed: ReplayFeed, on_batch: Callable[[int, int], None] | None, total: int):
+        self.feed = feed
+        self.symbol = feed.symbol
+        self.on_batch = on_batch
+        self.total = total
+
+    def poll(self, timeout: float) -> BarBatch | None:
+        got = self.feed.poll(timeout)
+        if self.on_batch is not None and got is not None:
+            self.on_batch(self.feed.position, self.total)
+        return got
+
+    def last_data(self) -> datetime | None:
+        return self.feed.last_data()
+
+
+def _summary(
+    record: SessionRecord, options: PaperOptions, totals: RunTotals, resumed: bool, seconds: float
+) -> PaperSummary:
+    state = totals.risk_state
+    message = f"{totals.bars:,} bars, {totals.trades} trades, equity {totals.final_equity:,.2f}"
+    if state == "halted":
+        message += "; the account is HALTED by the risk engine (solodesk risk status; risk reset)"
+    if totals.stopped:
+        message += "; stopped by a control"
+    return PaperSummary(
+        session=record.session, account=record.account, symbol=record.symbol,
+        timeframe=record.timeframe, strategy=record.strategy, bars=totals.bars,
+        bars_this_run=totals.bars_this_run, orders=totals.orders, fills=totals.fills,
+        trades=totals.trades, final_equity=totals.final_equity, ledger_hash=totals.ledger_hash,
+        risk_state=state, paused=totals.paused, resumed=resumed,
+        status="stopped" if totals.stopped else "finished", message=message, seconds=seconds,
+    )  # fmt: skip
+
+
+# -- queries and controls --------------------------------------------------------------------
+
+
+def _db(settings: Settings) -> StateDB:
+    if not settings.state_db_path.exists():
+        raise UsageError("no trading sessions yet: start one with solodesk paper")
+    return StateDB.open(settings)
+
+
+def _session(db: StateDB, session: str | None) -> SessionRecord:
+    if session is None:
+        records = db.sessions()
+        if not records:
+            raise UsageError("no trading sessions yet: start one with solodesk paper")
+        return records[-1]
+    found = db.session(session)
+    if found is None:
+        known = ", ".join(r.session for r in db.sessions()[-5:]) or "none"
+        raise UsageError(f"no session {session!r} (latest: {known})")
+    return found
+
+
+def list_sessions(settings: Settings) -> list[SessionRecord]:
+    """Return every session, oldest first."""
+    if not settings.state_db_path.exists():
+        return []
+    with StateDB.open(settings) as db:
+        return db.sessions()
+
+
+def session_fills(settings: Settings, session: str | None) -> list[dict[str, Any]]:
+    """Return a session's fills in execution order (the ``solodesk fills`` lines)."""
+    with _db(settings) as db:
+        record = _session(db, session)
+        return [
+            {
+                "session": f.session,
+                "client_order_id": f.client_order_id,
+                "execution_id": f.execution_id,
+                "ts": f.ts,
+                "symbol": f.symbol,
+                "side": f.side.value,
+                "units": f.units,
+                "lots": f.lots,
+                "price": f.price,
+                "fees": f.fees,
+                "slippage": f.slippage,
+                "reason": f.reason,
+            }
+            for f in db.fills(record.session)
+        ]
+
+
+def session_trades(settings: Settings, session: str | None) -> list[dict[str, Any]]:
+    """Return a session's round trips, as the backtest's trade table."""
+    with _db(settings) as db:
+        record = _session(db, session)
+        return [{"session": record.session, **row} for row in db.trades(record.session)]
+
+
+def session_positions(settings: Settings, session: str | None = None) -> list[dict[str, Any]]:
+    """Return open positions (of one session, or of all)."""
+    with _db(settings) as db:
+        name = None if session is None else _session(db, session).session
+        return [
+            {"session": s, **p.model_dump(mode="json")}
+            for s, p in db.positions(name)
+            if p.units != 0.0
+        ]
+
+
+def risk_status(settings: Settings, session: str | None = None) -> RiskStatus:
+    """Return the risk standing of a session's account (the latest session by default)."""
+    with _db(settings) as db:
+        record = _session(db, session)
+        limits = parse_risk_overrides(settings.risk, tuple(record.options.get("risk", ())))
+        engine = _risk_engine(db, limits, record.account)
+        return engine.status(paused=record.paused)
+
+
+def request_control(
+    settings: Settings,
+    action: ControlAction,
+    *,
+    session: str | None = None,
+    who: str | None = None,
+    why: str = "",
+    flatten: bool = False,
+) -> ControlRequest:
+    """Queue a control for a session's loop; a session not running gets risk controls at once.
+
+    A running loop applies pending controls between bars and at least once a second while it
+    waits. ``reset`` and ``halt`` of a session that is not running are applied to its account's
+    risk state here.
+    """
+    with _db(settings) as db:
+        record = _session(db, session)
+        request = ControlRequest(
+            session=record.session, account=record.account, action=action, flatten=flatten,
+            who=who or os.environ.get("USER", "someone"), why=why, requested=utc_now(),
+        )  # fmt: skip
+        ident = db.request_control(request)
+        running = record.status == "running" and record.pid is not None and _alive(record.pid)
+        if not running and action in ("reset", "halt"):
+            limits = parse_risk_overrides(settings.risk, tuple(record.options.get("risk", ())))
+            engine = _risk_engine(db, limits, record.account)
+            now = utc_now()
+            if action == "reset":
+                engine.reset(now, why or "reset by control")
+            else:
+                engine.halt(now, why or "halted by control")
+            db.save_risk(record.account, engine.state.to_json())
+            db.ack_control(
+                ident, now, f"{action} applied to {record.account} (session not running)"
+            )
+            db.commit()
+        return request.model_copy(update={"id": ident})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
