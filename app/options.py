@@ -21,10 +21,11 @@ from core.errors import SolodeskError, UsageError
 from core.ids import BacktestKind
 from core.timeframes import Timeframe, parse_timeframe
 from core.times import parse_utc
-from core.types import DateOrder, Scheme, Side, SourceFormat, VolumeKind
+from core.types import DateOrder, FeedKind, Scheme, Side, SourceFormat, VolumeKind
 from pipelines.backtest.config import (
     BacktestConfig,
     Direction,
+    Engine,
     Fill,
     PortfolioSizing,
     Rebalance,
@@ -37,6 +38,8 @@ __all__ = [
     "BacktestKind",
     "DateOrder",
     "Direction",
+    "Engine",
+    "FeedKind",
     "Fill",
     "Objective",
     "PortfolioSizing",
@@ -219,6 +222,68 @@ RunKindOpt = Annotated[
     typer.Option("--kind", case_sensitive=False, help="Only runs of this kind."),
 ]
 
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(case_sensitive=False, help="vector (compiled) or event (the trading loop)."),
+]
+
+# -- trading sessions ------------------------------------------------------------------------
+
+
+def _speed(text: str | float | None) -> float | None:
+    if text is None or isinstance(text, float):
+        return text
+    if text.strip().lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give a number of times real time, or max") from None
+    if not value > 0:
+        raise typer.BadParameter(f"{text!r}: the speed must be positive")
+    return value
+
+
+SessionOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--session", help="Session name (default: a new one; the latest for queries)."),
+]
+FeedOpt = Annotated[FeedKind, typer.Option(case_sensitive=False, help="Where bars come from.")]
+SpeedOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="Replay at N times real time (an H1 bar lasts 3600/N s), or max."),
+]
+PaperSpreadOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="Spread in pips, or 'data' (default: the series' own spread column)."),
+]
+RiskOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--risk", help="Risk limit KEY=VALUE for this session, repeatable."),
+]
+PaperSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the simulator's draws.")]
+LeverageOpt = Annotated[float, typer.Option(help="Margin = notional / leverage.")]
+LatencyOpt = Annotated[float, typer.Option("--latency-ms", help="Fixed latency of a submit.")]
+ModifyLatencyOpt = Annotated[float, typer.Option("--modify-latency-ms", help="Of a modify.")]
+CancelLatencyOpt = Annotated[float, typer.Option("--cancel-latency-ms", help="Of a cancel.")]
+JitterOpt = Annotated[float, typer.Option("--jitter-ms", help="Seeded extra latency, up to.")]
+ImpactOpt = Annotated[
+    float, typer.Option("--impact", help="Size slippage: pips x sqrt(lots) per fill.")
+]
+RejectOpt = Annotated[float, typer.Option("--reject-prob", help="Chance an order is rejected.")]
+TouchOpt = Annotated[
+    float, typer.Option("--touch-prob", help="Chance a limit touched (not crossed) fills.")
+]
+ParticipationOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(help="Largest share of a bar's real volume one fill takes (partial fills)."),
+]
+NoLotRoundingOpt = Annotated[
+    bool, typer.Option("--no-lot-rounding", help="Trade exact units, no lot step or minimum.")
+]
+WhyOpt = Annotated[str, typer.Option("--why", help="Why (kept with the request).")]
+FlattenOpt = Annotated[bool, typer.Option("--flatten", help="Also close the positions.")]
+
 # -- research --------------------------------------------------------------------------------
 
 ModelOpt = Annotated[
@@ -248,6 +313,11 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of samplers, learners and the b
 ModelNameOpt = Annotated[
     str, typer.Option("--name", help="Registered model, e.g. EURUSD-H1-default.")
 ]
+
+
+def speed_value(text: str | None) -> float | None:
+    """Return a ``--speed`` as times real time, None for ``max`` (as fast as the loop runs)."""
+    return _speed(text)
 
 
 def backtest_config(**options: Any) -> BacktestConfig:

@@ -56,6 +56,12 @@ class Scheme(StrEnum):
     CPCV = "cpcv"
 
 
+class FeedKind(StrEnum):
+    """Where a trading session's bars come from: the stored series replayed (live feeds later)."""
+
+    REPLAY = "replay"
+
+
 class AssetClass(StrEnum):
     """Broad instrument families; each has its own calendar and conventions."""
 

@@ -433,7 +433,7 @@ class Runtime:
         count = self.risk.quiet_marks(ends, equity[:count])
         if count <= 0:
             return 0
-        balance, equity = balance[:count], equity[:count]
+        balance, equity, ends = balance[:count], equity[:count], ends[:count]
         self.broker.apply_quiet(b, i, count, balance, equity)  # type: ignore[attr-defined]
         last = i + count - 1
         self.clock.set_ns(int(b.end[last]))

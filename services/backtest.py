@@ -32,7 +32,7 @@ from feature_store.feature_index import FeatureStore
 from feature_store.series import SeriesData, load_series
 from models.strategies.base import Strategy
 from models.strategies.registry import grid, make_strategy, parse_range, random_samples
-from pipelines.backtest.config import BacktestConfig, SweepSearch
+from pipelines.backtest.config import BacktestConfig, Engine, SweepSearch
 from pipelines.backtest.engine import BacktestResult, run_backtest
 from pipelines.backtest.metrics import Metrics, PerformanceFigures, drawdown, performance
 from pipelines.backtest.portfolio import PortfolioConfig, PortfolioResult, run_portfolio
@@ -70,6 +70,7 @@ class BacktestSummary(PerformanceFigures, _BacktestHead):
 
     tearsheet: str | None
     seconds: float
+    engine: Engine = Engine.VECTOR
 
 
 class SweepSummary(BaseModel):
@@ -250,14 +251,25 @@ def compute_backtest(
     *,
     run_id: str,
     report: bool = True,
+    engine: Engine = Engine.VECTOR,
 ) -> BacktestComputation:
-    """Run a strategy through the engine on a loaded series; measure it; render its tearsheet."""
+    """Run a strategy through an engine on a loaded series; measure it; render its tearsheet.
+
+    ``engine="event"`` runs the trading loop on the replayed bars
+    (:func:`services.runtime.event_backtest`) instead of the compiled vectorized engine; both
+    give the same trades and equity.
+    """
     strategy = make_strategy(strategy_cls, params)
-    signals = strategy.signals(data.bars, features)
-    result = run_backtest(
-        data.bars, signals, data.instrument, config, side=data.key.side.value,
-        bars_per_year=data.bars_per_year, to_account=data.to_account,
-    )  # fmt: skip
+    if engine is Engine.EVENT:
+        from services.runtime import event_backtest
+
+        result = event_backtest(data, strategy_cls, params, config, features)
+    else:
+        signals = strategy.signals(data.bars, features)
+        result = run_backtest(
+            data.bars, signals, data.instrument, config, side=data.key.side.value,
+            bars_per_year=data.bars_per_year, to_account=data.to_account,
+        )  # fmt: skip
     traded = traded_notional(result.position, data.bars["close"].to_numpy(), data.to_account)
     metrics = performance(
         result.equity, ts=result.ts, bars_per_year=data.bars_per_year,
@@ -313,6 +325,7 @@ def run_stored_backtest(
     *,
     feature_set: str = "default",
     report: bool = True,
+    engine: Engine = Engine.VECTOR,
 ) -> BacktestOutcome:
     """Backtest a strategy on a loaded series, store the run and write its tearsheet."""
     started = time.perf_counter()
@@ -320,9 +333,12 @@ def run_stored_backtest(
     cls = load_user_strategy(settings, strategy_name)
     features = load_strategy_features(settings, cls, data, feature_set)
     run_id = new_run_id("backtest", created)
-    done = compute_backtest(data, cls, params, config, features, run_id=run_id, report=report)
+    done = compute_backtest(
+        data, cls, params, config, features, run_id=run_id, report=report, engine=engine
+    )
     record = {
         "kind": "backtest",
+        "engine": engine.value,
         "created": iso_z(created),
         "strategy": done.strategy,
         "params": done.params,
@@ -349,6 +365,7 @@ def run_stored_backtest(
             **done.metrics.to_dict(),
             "tearsheet": run.record["report"],
             "seconds": round(seconds, 3),
+            "engine": engine,
         }
     )
     return BacktestOutcome(run, done.result, done.metrics, data, summary)

@@ -29,7 +29,7 @@ from core.ports import BarBatch, Notifier, NullNotifier
 from core.settings import RiskSettings, Settings
 from core.timeframes import Timeframe
 from core.times import jsonable, utc_now
-from core.types import Instrument, Side
+from core.types import FeedKind, Instrument, Side
 from execution.brokers.paper import PaperBroker, PaperConfig
 from execution.clock import SimClock
 from execution.costs import CostModel
@@ -83,7 +83,7 @@ class PaperOptions(BaseModel):
     side: Side | None = None
     strategy: str
     params: dict[str, str] = {}
-    feed: Literal["replay"] = "replay"
+    feed: FeedKind = FeedKind.REPLAY
     start: datetime | None = None
     end: datetime | None = None
     seed: int = 0

@@ -11,6 +11,8 @@ from app.options import (
     CommissionOpt,
     Direction,
     DirectionOpt,
+    Engine,
+    EngineOpt,
     FeesOpt,
     Fill,
     FillOpt,
@@ -115,10 +117,15 @@ def backtest(
     date_to: ToOpt = None,
     cash: CashOpt = 100_000.0,
     feature_set: StrategyFeatureSetOpt = "default",
+    engine: EngineOpt = Engine.VECTOR,
     no_report: NoReportOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Backtest a strategy on a stored series; store trades and equity, write a tearsheet."""
+    """Backtest a strategy on a stored series; store trades and equity, write a tearsheet.
+
+    --engine event runs the trading loop on the replayed bars (the paper broker with fills at
+    once, no latency); it gives the same trades and equity as the compiled vectorized engine.
+    """
     from core.settings import load_settings
     from services.backtest import load_series, run_stored_backtest
 
@@ -134,7 +141,7 @@ def backtest(
     with err().status(f"backtesting {strategy} on {data.label} ({data.bars.height:,} bars)"):
         outcome = run_stored_backtest(
             settings, data, strategy, values, config, feature_set=feature_set,
-            report=not no_report,
+            report=not no_report, engine=engine,
         )  # fmt: skip
     summary = outcome.summary
     if as_json:

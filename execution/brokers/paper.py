@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.calendars import get_calendar
 from core.ids import execution_id
 from core.ports import BarBatch, MarketStage
+from core.times import utc_from_ns
 from core.types import Account, Fill, Order, OrderSide, OrderStatus, OrderType, Position
 from execution.costs import CostModel
 from execution.journal import Journal
@@ -156,6 +157,8 @@ class PaperBroker:
             order = Order.model_validate(body)
             self.orders[order.client_order_id] = order
         self.working = [str(c) for c in state["working"]]
+        for name, value in state.get("quote", {}).items():
+            setattr(self.quote, name, value)
 
     def save(self) -> None:
         """Write the account and the working orders into the open transaction."""
@@ -169,7 +172,7 @@ class PaperBroker:
                 "opened": self.opened, "cursor_ts": self.cursor[0],
                 "cursor_stage": self.cursor[1], "fill_count": self.fill_count,
                 "ticket_count": self.ticket_count, "arrivals": self.arrivals,
-                "working": self.working,
+                "working": self.working, "quote": dict(self.quote.__dict__),
             },
         )  # fmt: skip
 
@@ -275,7 +278,11 @@ class PaperBroker:
         return fee, realized
 
     def _trade(self, order: Order, units: float, px: float, slip: float, reason: str) -> Fill:
-        """Fill ``units`` (signed) of ``order`` at ``px``; book the money; record the fill."""
+        """Fill ``units`` (signed) of ``order`` at ``px``; book the money; record the fill.
+
+        The fill's time is the quote's, or the order's arrival when that is later (an order
+        arriving inside a bar fills at its open price, at the time it arrives).
+        """
         q = self.quote
         r = q.rate
         u = self.units
@@ -300,9 +307,10 @@ class PaperBroker:
         avg = order.avg_price or 0.0
         avg += (px - avg) * (abs(units) / filled)
         status = OrderStatus.FILLED if filled >= order.units * (1 - 1e-12) else OrderStatus.PARTIAL
+        at = max(q.ts, self.arrivals.get(order.client_order_id, q.ts))
         fill = Fill(
             execution_id=execution_id(order.client_order_id, self.fill_count),
-            client_order_id=order.client_order_id, ts=self._now(), symbol=order.symbol,
+            client_order_id=order.client_order_id, ts=utc_from_ns(at), symbol=order.symbol,
             side=OrderSide.BUY if units > 0 else OrderSide.SELL, units=abs(units), price=px,
             fees=fee, slippage=slip, swap=swap, reason=reason, ticket=order.ticket,
         )  # fmt: skip
@@ -697,11 +705,9 @@ class PaperBroker:
                 limit = float(order.limit_price or 0.0)
                 if (buy and o <= limit) or (not buy and o >= limit):
                     px = o
-                elif (buy and lo < limit) or (not buy and hi > limit):
-                    px = limit
-                elif ((buy and lo == limit) or (not buy and hi == limit)) and (
+                elif (buy and lo < limit) or (not buy and hi > limit) or (((buy and lo == limit) or (not buy and hi == limit)) and (
                     self._draw(cid, f"touch{q.index}") < self.config.touch_probability
-                ):
+                )):
                     px = limit
             else:
                 trigger = float(order.stop_price or 0.0)

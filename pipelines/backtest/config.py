@@ -19,6 +19,13 @@ class Fill(StrEnum):
     NEXT_OPEN = "next_open"
 
 
+class Engine(StrEnum):
+    """Which engine runs a backtest: the compiled vectorized one, or the trading loop on replay."""
+
+    VECTOR = "vector"
+    EVENT = "event"
+
+
 class Direction(StrEnum):
     """Which of a strategy's positions are taken: both sides, longs only, shorts only."""
 
