@@ -26,9 +26,11 @@ signed fraction of the sizing rule's full size (:class:`execution.sizing.Sizer`)
 units here and lots at the broker.
 
 Crash safety. Everything goes into one SQLite transaction (:class:`execution.journal.Journal`),
-committed before an order is sent (its intent, with the client order id, and every fill
-recorded before it), before any notice leaves, and every ``commit_bars`` bars or
-``commit_seconds`` seconds. Nothing outside the process learns of a fill or a decision before
+committed before an order leaves the process (its intent, with the client order id, and every
+fill recorded before it), before any notice leaves, and every ``commit_bars`` bars or
+``commit_seconds`` seconds. A broker whose book lives in that same transaction (the paper
+broker: ``shares_journal``) records the order atomically with its intent, so no commit is
+needed between the two. Nothing outside the process learns of a fill or a decision before
 the commit that holds it: a crash before that commit rolls both back, and the replay makes them
 again. Each commit saves a checkpoint of the loop: the bar in progress,
 its last completed stage, and what the stage in progress started from. A restarted session
@@ -281,7 +283,8 @@ class Runtime:
                 title=title,
                 body=body,
                 session=self.config.session,
-                ts=self.clock.now(),
+                # The loop's time once it has one (a replay's clock starts at the first bar).
+                ts=self.clock.now() if self.clock.now_ns() > 0 else None,
                 key=key,
             )
         )
@@ -424,7 +427,7 @@ class Runtime:
         stop = int(eventful[nxt]) if nxt < eventful.shape[0] else len(b)
         room = self.config.commit_bars - self._bars_since_commit
         stop = min(stop, i + max(room, 1))
-        if stop - i < 2 or self.broker.open_orders():
+        if stop - i < 2 or (cp.expect_fills and self.broker.open_orders()):
             return 0
         count, balance, equity = preview(b, i, stop)
         if count <= 0:
@@ -437,10 +440,7 @@ class Runtime:
         self.broker.apply_quiet(b, i, count, balance, equity)  # type: ignore[attr-defined]
         last = i + count - 1
         self.clock.set_ns(int(b.end[last]))
-        top = int(np.argmax(equity))
-        absorbed = self.risk.on_mark(utc_from_ns(int(ends[top])), float(equity[top]))
-        absorbed += self.risk.on_mark(utc_from_ns(int(ends[count - 1])), float(equity[-1]))
-        self._risk_events(absorbed, b, last)  # none, by construction; recorded if ever
+        self.risk.absorb_quiet(utc_from_ns(int(ends[-1])), float(equity.max()), float(equity[-1]))
         units = cp.units
         if units != 0.0:
             shifts = self.broker._shifts(b, i, i + count, units)  # type: ignore[attr-defined]
@@ -464,8 +464,9 @@ class Runtime:
             c.equity.extend(equity.tolist())
             c.position.extend([units] * count)
             c.exposure.extend(exposure.tolist())
-        for close in b.close[max(i, i + count - self.sizer.config.lookback - 1) : i + count]:
-            self.sizer.observe_close(float(close))
+        self.sizer.observe_closes(
+            b.close[max(i, i + count - self.sizer.config.lookback - 1) : i + count]
+        )
         cp.rate = float(b.to_account[last])
         cp.bar_ts, cp.stage = int(b.ts[last]), 3
         cp.bar_index += count
@@ -570,7 +571,7 @@ class Runtime:
             se = sx = False
         if le and se:
             le = se = False
-        u = self._units()
+        u = self._planned_units()
         if u > 0.0:
             if se:
                 return True, -1.0
@@ -588,6 +589,15 @@ class Runtime:
     def _units(self) -> float:
         return self.cp.units
 
+    def _planned_units(self) -> float:
+        """Return the position once the market orders still working have filled."""
+        units = self.cp.units
+        if self.cp.expect_fills:
+            for order in self.broker.open_orders():
+                if order.type is OrderType.MARKET:
+                    units += order.remaining * order.side.sign
+        return units
+
     def _quote(self, x: float, bar_spread: float) -> tuple[float, float]:
         s = self.costs.spread_of(bar_spread)
         return x - self.costs.sell_share * s, x + self.costs.buy_share * s
@@ -598,7 +608,7 @@ class Runtime:
         bid, ask = self._quote(x, float(b.spread[i]))
         buy_px = ask + slip
         sell_px = bid - slip
-        u = self._units()
+        u = self._planned_units()
         if u != 0.0 and (t == 0.0 or (t > 0.0) != (u > 0.0)):
             reason = "signal" if t == 0.0 else "reverse"
             closing = self._order(
@@ -670,7 +680,8 @@ class Runtime:
                 return None
             self.cp.orders += 1
             self.cp.order_times.append(self.clock.now_ns())
-            self.commit()  # the intent is durable before the order leaves
+            if not getattr(self.broker, "shares_journal", False):
+                self.commit()  # the intent is durable before the order leaves the process
         elif known.risk != "allowed":
             return None
         order = Order(
@@ -969,7 +980,8 @@ class Runtime:
         )  # fmt: skip
         self.cp.seq = self.seq
         self.cp.orders += 1
-        self.commit()
+        if not getattr(self.broker, "shares_journal", False):
+            self.commit()
         order = Order(
             client_order_id=cid, ts=now, symbol=cfg.symbol,
             side=OrderSide.SELL if u > 0 else OrderSide.BUY, units=abs(u), reduce_only=True,

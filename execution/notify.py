@@ -39,7 +39,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -771,3 +771,48 @@ class LogNotifier:
 
     def close(self, timeout: float = 10.0) -> None:
         """Nothing to deliver."""
+
+
+class NoticeListener:
+    """A local HTTP endpoint that takes Apprise ``json://`` posts and hands each one on.
+
+    For seeing notices on this machine (the demo, a dry run before a phone is configured):
+    point ``SOLODESK_NOTIFY__URLS`` at ``json://127.0.0.1:PORT/desk`` and every notice arrives
+    here as ``(title, body)``. Binds 127.0.0.1 only.
+    """
+
+    def __init__(self, port: int, on_notice: Callable[[str, str], None]) -> None:
+        import http.server
+
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    payload = json.loads(raw or b"{}")
+                except ValueError:
+                    payload = {"title": "", "message": raw.decode(errors="replace")}
+                listener.received += 1
+                on_notice(str(payload.get("title", "")), str(payload.get("message", "")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # quiet: the notices are the output
+
+        self.received = 0
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = int(self._server.server_address[1])
+
+    def serve(self, seconds: float | None = None) -> None:
+        """Serve until ``seconds`` have passed (forever when None) or :meth:`close`."""
+        if seconds is not None:
+            threading.Timer(seconds, self._server.shutdown).start()
+        self._server.serve_forever(poll_interval=0.2)
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()

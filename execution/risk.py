@@ -596,6 +596,18 @@ class RiskEngine:
         hits = np.flatnonzero(moves)
         return int(hits[0]) if hits.size else count
 
+    def absorb_quiet(self, ts: datetime, top: float, last: float) -> None:
+        """Take a run of quiet marks (:meth:`quiet_marks`) at once: the highest and the last.
+
+        Equal to :meth:`on_mark` of the highest mark, then of the last, for marks the engine
+        called quiet: only the high-water mark and the last mark move.
+        """
+        state = self._state
+        hwm = top if state.equity_hwm is None else max(state.equity_hwm, top)
+        self._state = state.model_copy(
+            update={"equity_hwm": hwm, "last_equity": last, "last_mark": as_utc(ts)}
+        )
+
     def should_flatten(self, ts: datetime) -> bool:
         """Return whether positions should be flat now: the weekend rule is set and it is time.
 

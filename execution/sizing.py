@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipelines.backtest._kernels import KELLY_MIN_TRADES
@@ -80,8 +81,14 @@ class Sizer:
         self.closes = deque(maxlen=self.config.lookback + 1)
 
     def observe_close(self, close: float) -> None:
-        """Remember a bar's close (only the last ``lookback + 1`` are kept)."""
-        self.closes.append(close)
+        """Remember a bar's close (only the last ``lookback + 1`` are kept, by vol-target)."""
+        if self.config.kind == "vol-target":
+            self.closes.append(close)
+
+    def observe_closes(self, closes: Iterable[float]) -> None:
+        """Remember several closes in order (see :meth:`observe_close`)."""
+        if self.config.kind == "vol-target":
+            self.closes.extend(float(c) for c in closes)
 
     def trade_closed(self, trade_return: float) -> None:
         """Count a closed trade for Kelly sizing."""

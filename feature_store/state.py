@@ -40,7 +40,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from core.errors import SolodeskError, UsageError
 from core.settings import Settings
-from core.times import iso_z, iso_z_expr, jsonable, parse_utc, utc_from_ns
+from core.times import iso_z, iso_z_expr, iso_z_ns, jsonable, parse_utc, utc_from_ns
 from core.types import Fill, Frozen, Order, Position
 from feature_store.store import write_atomic
 
@@ -201,7 +201,7 @@ _SCHEMA: Final = (
         "return" REAL, costs REAL, exit_reason TEXT, bars_held INTEGER,
         PRIMARY KEY (session, n))""",
     """CREATE TABLE IF NOT EXISTS equity (
-        session TEXT NOT NULL, ts_ns INTEGER NOT NULL, ts TEXT NOT NULL,
+        session TEXT NOT NULL, ts_ns INTEGER NOT NULL,
         balance REAL NOT NULL, equity REAL NOT NULL, exposure REAL NOT NULL,
         PRIMARY KEY (session, ts_ns)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS risk_state (
@@ -254,6 +254,8 @@ def _json(value: Mapping[str, Any]) -> str:
 
 def _cell(value: object) -> object:
     """Return a value as SQLite stores it: instants as text, enums as their value."""
+    if value is None or type(value) in _PLAIN:
+        return value
     if isinstance(value, datetime):
         return _instant(value)
     if isinstance(value, Enum):
@@ -261,6 +263,9 @@ def _cell(value: object) -> object:
     if isinstance(value, Mapping):
         return _json(value)
     return value
+
+
+_PLAIN = (str, float, int, bool)
 
 
 def _row(record: Frozen, fields: Iterable[str]) -> list[object]:
@@ -609,20 +614,21 @@ class StateDB:
 
     def record_equity(self, session: str, rows: Iterable[tuple[int, float, float, float]]) -> None:
         """Record equity points (ts ns, balance, equity, exposure); a known ts is replaced."""
+        # One row per bar: kept lean (the time as ns; its text is made by the snapshot).
         self._con.executemany(
-            "INSERT INTO equity (session, ts_ns, ts, balance, equity, exposure) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session, ts_ns) DO UPDATE SET "
+            "INSERT INTO equity (session, ts_ns, balance, equity, exposure) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session, ts_ns) DO UPDATE SET "
             "balance = excluded.balance, equity = excluded.equity, exposure = excluded.exposure",
-            _stamped(session, rows, ("balance", "equity", "exposure")),
+            [(session, *row) for row in rows],
         )
 
     def equity(self, session: str) -> list[tuple[str, float, float, float]]:
         """Return a session's equity curve as (ts ISO, balance, equity, exposure), in time order."""
         rows = self._con.execute(
-            "SELECT ts, balance, equity, exposure FROM equity WHERE session = ? ORDER BY ts_ns",
+            "SELECT ts_ns, balance, equity, exposure FROM equity WHERE session = ? ORDER BY ts_ns",
             [session],
         )
-        return [(str(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in rows]
+        return [(iso_z_ns(int(r[0])), float(r[1]), float(r[2]), float(r[3])) for r in rows]
 
     # -- risk ----------------------------------------------------------------------------------
 
@@ -748,6 +754,13 @@ class StateDB:
             [broker, cid, _json(body)],
         )
 
+    def broker_order(self, broker: str, cid: str) -> dict[str, Any] | None:
+        """Return one order of a simulated broker's book by client order id, or None."""
+        row = self._con.execute(
+            "SELECT body FROM broker_orders WHERE broker = ? AND client_order_id = ?", [broker, cid]
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def broker_orders(self, broker: str) -> list[dict[str, Any]]:
         """Return a simulated broker's orders in the order they were first saved."""
         rows = self._con.execute(
@@ -822,6 +835,9 @@ def _stamped(
     session: str, rows: Iterable[Sequence[object]], values: tuple[str, ...]
 ) -> Iterator[tuple[Any, ...]]:
     """Return rows (ts ns, *values) as (session, ts ns, ts ISO, *values), formatted at once."""
+    rows = list(rows)
+    if len(rows) < 512:  # a frame costs more than it saves on a few rows
+        return iter([(session, int(r[0]), iso_z_ns(int(r[0])), *r[1:]) for r in rows])  # type: ignore[call-overload]
     schema: dict[str, pl.DataType] = {"ts_ns": pl.Int64(), **dict.fromkeys(values, pl.Float64())}
     frame = pl.DataFrame(list(rows), schema=schema, orient="row")
     stamp = iso_z_expr(pl.from_epoch("ts_ns", "ns").dt.replace_time_zone("UTC"))

@@ -8,6 +8,7 @@ The trading runtime's services get their :class:`core.ports.Notifier` from
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,3 +80,20 @@ def send_test(settings: Settings) -> NotifyTestResult:
     noun = "target" if reached == 1 else "targets"
     message = f"test notice sent to {reached} {noun} in {seconds:.2f} s"
     return NotifyTestResult(targets=targets, sent=True, seconds=seconds, message=message)
+
+
+def listen(port: int, on_notice: Callable[[str, str], None], seconds: float | None = None) -> int:
+    """Receive Apprise ``json://127.0.0.1:PORT/...`` posts on this machine; return how many.
+
+    Each notice is handed to ``on_notice(title, body)`` as it arrives.
+    """
+    from execution.notify import NoticeListener
+
+    listener = NoticeListener(port, on_notice)
+    try:
+        listener.serve(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()
+    return listener.received

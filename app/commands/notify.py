@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
 from app.options import JsonOpt
@@ -25,3 +27,24 @@ def notify_test(as_json: JsonOpt = False) -> None:
         report_error(result.message)
     if not result.sent:
         raise typer.Exit(1)
+
+
+@app.command("listen")
+def notify_listen(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
+    seconds: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Stop after this long (default: until Ctrl-C)."),
+    ] = None,
+) -> None:
+    """Print the notices posted to json://127.0.0.1:PORT/... (see them before a phone gets them)."""
+    from services.notify import listen
+
+    console = out()
+    console.print(f"listening on json://127.0.0.1:{port}/desk", highlight=False)
+
+    def show(title: str, body: str) -> None:
+        console.print(f"[bold]{title}[/] {body}", soft_wrap=True, highlight=False)
+
+    count = listen(port, show, seconds)
+    console.print(f"{count} notices received", highlight=False)

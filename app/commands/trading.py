@@ -52,7 +52,9 @@ from app.options import (
 )
 from app.output import Progress, cell, emit, emit_all, err, out, print_table
 
-risk_app = typer.Typer(help="The risk engine: an account's standing, reset, halt.", no_args_is_help=True)
+risk_app = typer.Typer(
+    help="The risk engine: an account's standing, reset, halt.", no_args_is_help=True
+)
 
 
 def paper(
@@ -201,7 +203,9 @@ def sessions(as_json: JsonOpt = False) -> None:
     )  # fmt: skip
 
 
-def _control(action: Any, session: str | None, why: str, as_json: bool, flatten: bool = False) -> None:
+def _control(
+    action: Any, session: str | None, why: str, as_json: bool, flatten: bool = False
+) -> None:
     from core.settings import load_settings
     from services.runtime import request_control
 

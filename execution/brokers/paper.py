@@ -107,6 +107,9 @@ class PaperBroker:
     """A simulated broker account for one instrument, its book kept in the state database."""
 
     name = "paper"
+    #: The book lives in the runtime's own transaction: an order and the intent behind it are
+    #: committed together, so the loop need not commit between recording and sending.
+    shares_journal = True
 
     def __init__(self, config: PaperConfig, journal: Journal) -> None:
         self.config = config
@@ -136,6 +139,8 @@ class PaperBroker:
         self.arrivals: dict[str, int] = {}
         self.working: list[str] = []
         self._previewed: tuple[int, npt.NDArray[np.float64]] = (0, np.zeros(0))
+        self._dirty: set[str] = set()
+        self._recent: list[Fill] = []  # the fills made by this process, in order
         self._load()
         journal.before_commit(self.save)
 
@@ -153,15 +158,24 @@ class PaperBroker:
         self.fill_count = int(state["fill_count"])
         self.ticket_count = int(state["ticket_count"])
         self.arrivals = {k: int(v) for k, v in state["arrivals"].items()}
-        for body in self.db.broker_orders(self.config.account):
-            order = Order.model_validate(body)
-            self.orders[order.client_order_id] = order
         self.working = [str(c) for c in state["working"]]
+        for cid in self.working:
+            body = self.db.broker_order(self.config.account, cid)
+            if body is not None:
+                self.orders[cid] = Order.model_validate(body)
         for name, value in state.get("quote", {}).items():
             setattr(self.quote, name, value)
 
     def save(self) -> None:
-        """Write the account and the working orders into the open transaction."""
+        """Write the account and the orders changed since the last save into the transaction."""
+        for cid in self._dirty:
+            order = self.orders[cid]
+            self.db.broker_save_order(self.config.account, cid, order.model_dump(mode="json"))
+        self._dirty.clear()
+        # Orders that can no longer change are kept on disk only.
+        if len(self.orders) > 1024:
+            working = set(self.working)
+            self.orders = {c: o for c, o in self.orders.items() if c in working}
         self.db.broker_save_state(
             self.config.account,
             {
@@ -178,9 +192,7 @@ class PaperBroker:
 
     def _store(self, order: Order) -> Order:
         self.orders[order.client_order_id] = order
-        self.db.broker_save_order(
-            self.config.account, order.client_order_id, order.model_dump(mode="json")
-        )
+        self._dirty.add(order.client_order_id)
         return order
 
     # -- draws -----------------------------------------------------------------------------
@@ -330,6 +342,7 @@ class PaperBroker:
         self.db.broker_add_fill(
             self.config.account, fill.execution_id, fill.ts, fill.model_dump(mode="json")
         )
+        self._recent.append(fill)
         return fill
 
     # -- the Broker port -------------------------------------------------------------------
@@ -450,17 +463,29 @@ class PaperBroker:
         if self.units != 0.0 and self.config.leverage is not None:
             margin = abs(self.units) * self._mark_price(self.units) * self.quote.rate
             margin /= self.config.leverage
-        return Account(
+        # Built without validation: every field is the broker's own arithmetic.
+        return Account.model_construct(
             currency=self.config.currency, balance=self.balance, equity=equity,
             margin_used=margin, leverage=self.config.leverage,
         )  # fmt: skip
 
     def order_status(self, client_order_id: str) -> Order | None:
         """Return an order by its client order id."""
-        return self.orders.get(client_order_id)
+        known = self.orders.get(client_order_id)
+        if known is not None:
+            return known
+        body = self.db.broker_order(self.config.account, client_order_id)
+        return None if body is None else Order.model_validate(body)
 
     def fills_since(self, since: datetime | None) -> tuple[Fill, ...]:
         """Return the fills at or after ``since``, in execution order."""
+        recent = self._recent
+        if since is not None and recent and recent[0].ts <= since:
+            # Everything asked for was made by this process: answer from memory.
+            start = len(recent)
+            while start > 0 and recent[start - 1].ts >= since:
+                start -= 1
+            return tuple(recent[start:])
         rows = self.db.broker_fills(self.config.account, since)
         return tuple(Fill.model_validate(row) for row in rows)
 
@@ -705,9 +730,14 @@ class PaperBroker:
                 limit = float(order.limit_price or 0.0)
                 if (buy and o <= limit) or (not buy and o >= limit):
                     px = o
-                elif (buy and lo < limit) or (not buy and hi > limit) or (((buy and lo == limit) or (not buy and hi == limit)) and (
-                    self._draw(cid, f"touch{q.index}") < self.config.touch_probability
-                )):
+                elif (
+                    (buy and lo < limit)
+                    or (not buy and hi > limit)
+                    or (
+                        ((buy and lo == limit) or (not buy and hi == limit))
+                        and (self._draw(cid, f"touch{q.index}") < self.config.touch_probability)
+                    )
+                ):
                     px = limit
             else:
                 trigger = float(order.stop_price or 0.0)

@@ -1,0 +1,580 @@
+"""Event loop benchmark: paper sessions through the trading loop beside backtesting.py, and restarts.
+
+1. **The loop.** SMA cross (fast 20, slow 100, long only unless ``--allow-short``) paper-traded
+   over the last 1,000,000 bars of the HistData EURUSD M1 history with
+   :func:`services.runtime.run_paper`, as ``solodesk paper`` runs it: the stored bars replayed
+   into the paper broker (50 ms latency plus seeded jitter, lots rounded to 0.01, margin at
+   30:1), the risk engine on (``max_daily_loss=0.05``, ``max_trailing_drawdown=0.2``: it
+   evaluates every mark), everything persisted in the bench home's state database (WAL; a
+   commit every 1,000 bars or second, before each order, and the equity row of every bar). A
+   fresh session each repeat. The figure is bars / wall seconds of the replay itself, from the
+   first batch the feed hands out to the end of ``run_paper``; the wall time of the whole call
+   (loading the series from the store, building the session) is reported beside it.
+2. **backtesting.py** (the reference) on the same bars (the same store read, the same closes)
+   as a pandas frame with Open/High/Low/Close: the same strategy with ``self.I`` rolling means
+   and ``crossover``, cash 100,000, commission 0, ``trade_on_close=True``,
+   ``exclusive_orders=True``, ``finalize_trades=True``; bars / wall seconds of ``Backtest.run``.
+3. The ratio loop / backtesting.py, against the target of at least 2x and 300,000 bars/s.
+4. **Restart latency.** A paper session on the last 200,000 bars is killed (SIGKILL) once its
+   committed checkpoint has passed half of them, then restarted with the same ``--session``:
+   a. as a person does, ``solodesk paper ... --session S`` in a fresh process: from spawning
+      it to the first commit of a bar after the checkpoint at the kill, read by polling the
+      state database every millisecond (a commit holds at most 1,000 bars, so the figure is
+      an upper bound by at most that many bars' processing);
+   b. in process, ``run_paper(..., session=S)`` in an interpreter that has already imported
+      the runtime: from the call to the first batch handed out after the checkpoint (the
+      ``on_batch`` callback; the batch's first bar is processed right after it).
+   Each resumed session's ledger hash is compared with an uninterrupted session's on the same
+   bars: a killed session must end as one that never was.
+
+Also reported: the trade counts of both engines, which differ by convention (the paper broker
+fills a decision at the first quote after its bar's close plus latency, backtesting.py at the
+signal bar's close; the crossings differ where the averages are equal: solodesk's cross needs
+``fast <= slow`` then ``fast > slow``, backtesting.py's ``crossover`` strict inequalities on
+both bars), and the decision-equal check: the loop's round trips against
+``solodesk backtest --engine vector`` on the same bars.
+
+The bars are ingested once (``services.ingest.ingest``, data docs off) into a bench home,
+``<bench_dir>/event_loop/home`` of the desk's settings, and reused; its state folder is
+emptied at the start of each run. Each measured side runs in a fresh interpreter.
+
+Run: ``.venv/bin/python bench/event_loop.py [--data DIR] [--repeat N] [--bars N]
+[--restart-bars N] [--allow-short] [--skip loop,reference,vector,restart] [--profile]``.
+``--profile`` adds a cProfile of ``run_paper`` on the restart slice (the top functions by own
+time). Without the shared data the benchmark says so and exits 0. The result is written as
+JSON to ``<bench_dir>/event_loop-<UTC>Z.json`` and printed as the last line of stdout; the exit
+status is 1 when a resumed session's ledger differs from the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchkit import HISTORY, ROOT, emit, run_context, run_worker, shared_data_root
+
+SYMBOL = "EURUSD"
+FAST, SLOW = 20, 100
+CASH = 100_000.0
+RISK = ("max_daily_loss=0.05", "max_trailing_drawdown=0.2")
+TARGET_RATIO = 2.0
+TARGET_RATE = 300_000.0
+POLL_SECONDS = 0.001
+SOLODESK = Path(sys.executable).parent / "solodesk"
+
+
+def bench_home() -> Path:
+    """Return the benchmark's own desk, ``<bench_dir>/event_loop/home`` of the desk's settings."""
+    from core.settings import load_settings
+
+    folder = load_settings().bench_dir
+    return (folder if folder.is_absolute() else ROOT / folder) / "event_loop" / "home"
+
+
+def strategy_params(allow_short: bool) -> dict[str, str]:
+    """Return the strategy's parameters as ``--param`` gives them."""
+    return {"fast": str(FAST), "slow": str(SLOW), "allow_short": str(allow_short).lower()}
+
+
+def cli_options(start: str, allow_short: bool) -> list[str]:
+    """Return the ``solodesk paper`` / ``backtest`` options of a session from ``start``."""
+    params = [f"--param={k}={v}" for k, v in strategy_params(allow_short).items()]
+    return ["--symbol", SYMBOL, "--timeframe", "M1", "--strategy", "sma_cross", *params,
+            "--from", start, "--cash", f"{CASH:g}"]  # fmt: skip
+
+
+def paper_options(start: str, allow_short: bool) -> Any:
+    """Return the :class:`PaperOptions` that ``solodesk paper`` builds from :func:`cli_options`
+    plus ``--spread 0`` and the risk limits."""
+    from core.timeframes import Timeframe
+    from core.times import parse_utc
+    from pipelines.backtest.config import BacktestConfig
+    from services.runtime import PaperOptions, SimulatorOptions
+
+    config = BacktestConfig.from_options(cash=CASH, spread=0.0)
+    return PaperOptions(
+        symbol=SYMBOL, timeframe=Timeframe.M1, strategy="sma_cross",
+        params=strategy_params(allow_short), start=parse_utc(start, "start"), risk=RISK,
+        backtest=config, simulator=SimulatorOptions(),
+    )  # fmt: skip
+
+
+def _settings(home: Path) -> Any:
+    from core.settings import load_settings
+
+    return load_settings(home=home)
+
+
+class _FirstBatch:
+    """An ``on_batch`` callback that keeps the time of the first batch handed out."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.at is None:
+            self.at = time.perf_counter()
+
+
+def _session_trades(settings: Any, session: str) -> dict[str, int]:
+    from feature_store.state import StateDB
+
+    with StateDB.open(settings) as db:
+        rows = db.trades(session)
+    still_open = sum(1 for r in rows if r["exit_reason"] == "open")
+    return {"round_trips": len(rows), "closed": len(rows) - still_open, "open": still_open}
+
+
+def _summary_figures(summary: Any) -> dict[str, Any]:
+    return {k: getattr(summary, k) for k in (
+        "session", "bars", "bars_this_run", "orders", "fills", "trades", "final_equity",
+        "ledger_hash", "risk_state", "resumed", "status", "seconds")}  # fmt: skip
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def _prepare(home: Path, source: Path, counts: list[int]) -> None:
+    """Ingest the EURUSD M1 history into the bench home (once); return where the windows start."""
+    from core.errors import UsageError
+    from core.timeframes import Timeframe
+    from core.times import iso_z
+    from feature_store.series import load_series
+    from services.ingest import IngestOptions, ingest
+
+    settings = _settings(home)
+    started = time.perf_counter()
+    ingested: float | None = None
+    try:
+        data = load_series(settings, SYMBOL, Timeframe.M1)
+    except UsageError:
+        ingest([str(source)], IngestOptions(symbol=SYMBOL, reports=False), settings)
+        ingested = time.perf_counter() - started
+        data = load_series(settings, SYMBOL, Timeframe.M1)
+    ts = data.bars["ts"]
+    n = data.bars.height
+    starts = {str(c): iso_z(ts[n - c]) for c in counts if c <= n}
+    emit({"ingest_seconds": ingested, "rows": n, "first": iso_z(ts[0]), "last": iso_z(ts[-1]),
+          "starts": starts})  # fmt: skip
+
+
+def _loop(home: Path, start: str, repeat: int, allow_short: bool) -> None:
+    """Paper-trade the window ``repeat`` times, a fresh session each time."""
+    began = time.perf_counter()
+    from services.runtime import run_paper
+
+    imports = time.perf_counter() - began
+    settings = _settings(home)
+    options = paper_options(start, allow_short)
+    runs = []
+    for _ in range(repeat):
+        first = _FirstBatch()
+        called = time.perf_counter()
+        summary = run_paper(settings, options, spread_given=True, on_batch=first)
+        ended = time.perf_counter()
+        assert first.at is not None
+        runs.append({**_summary_figures(summary), "wall_seconds": ended - called,
+                     "load_seconds": first.at - called, "replay_seconds": ended - first.at,
+                     **_session_trades(settings, summary.session)})  # fmt: skip
+    emit({"import_seconds": imports, "runs": runs})
+
+
+def _reference(home: Path, start: str, repeat: int, allow_short: bool) -> None:
+    """Run the same strategy in backtesting.py on the same bars ``repeat`` times."""
+    began = time.perf_counter()
+    import numpy as np
+    import pandas as pd
+    from backtesting import Backtest, Strategy
+    from backtesting.lib import crossover
+
+    from core.timeframes import Timeframe
+    from core.times import parse_utc
+    from feature_store.series import load_series
+
+    imports = time.perf_counter() - began
+
+    def sma(values: Any, n: int) -> Any:
+        return pd.Series(values).rolling(n).mean().to_numpy()
+
+    class SmaCross(Strategy):  # type: ignore[misc]
+        fast = FAST
+        slow = SLOW
+
+        def init(self) -> None:
+            self.sma_fast = self.I(sma, self.data.Close, self.fast)
+            self.sma_slow = self.I(sma, self.data.Close, self.slow)
+
+        def next(self) -> None:
+            if crossover(self.sma_fast, self.sma_slow):
+                if not self.position.is_long:
+                    self.buy()
+            elif crossover(self.sma_slow, self.sma_fast):
+                if allow_short and not self.position.is_short:
+                    self.sell()
+                elif not allow_short and self.position:
+                    self.position.close()
+
+    settings = _settings(home)
+    t0 = time.perf_counter()
+    data = load_series(settings, SYMBOL, Timeframe.M1, start=parse_utc(start, "start"))
+    t1 = time.perf_counter()
+    bars = data.bars
+    index = pd.DatetimeIndex(bars["ts"].dt.replace_time_zone(None).to_numpy())
+    frame = pd.DataFrame(
+        {c.capitalize(): bars[c].to_numpy() for c in ("open", "high", "low", "close")},
+        index=index,
+    )
+    t2 = time.perf_counter()
+    backtest = Backtest(frame, SmaCross, cash=CASH, commission=0.0, trade_on_close=True,
+                        exclusive_orders=True, finalize_trades=True)  # fmt: skip
+    runs, stats = [], None
+    for _ in range(repeat):
+        called = time.perf_counter()
+        stats = backtest.run()
+        runs.append(time.perf_counter() - called)
+    assert stats is not None
+    trades = stats["_trades"]
+    emit({"import_seconds": imports, "load_seconds": t1 - t0, "frame_seconds": t2 - t1,
+          "bars": len(frame), "closes_sum": float(np.sum(frame["Close"].to_numpy())),
+          "run_seconds": runs, "trades": int(len(trades)),
+          "final_equity": float(stats["Equity Final [$]"])})  # fmt: skip
+
+
+def _paper_child(home: Path, start: str, session: str, allow_short: bool) -> None:
+    """Run a paper session until it ends (or is killed)."""
+    from services.runtime import run_paper
+
+    run_paper(_settings(home), paper_options(start, allow_short), session=session,
+              spread_given=True)  # fmt: skip
+
+
+def _resume(home: Path, start: str, session: str, allow_short: bool) -> None:
+    """Resume a killed session in an interpreter with the runtime imported; then run the same
+    bars uninterrupted as the reference."""
+    began = time.perf_counter()
+    from services.runtime import run_paper
+
+    imports = time.perf_counter() - began
+    settings = _settings(home)
+    options = paper_options(start, allow_short)
+    out: dict[str, Any] = {"import_seconds": imports}
+    for name, given in (("resumed", session), ("uninterrupted", None)):
+        first = _FirstBatch()
+        called = time.perf_counter()
+        summary = run_paper(settings, options, session=given, spread_given=True, on_batch=first)
+        ended = time.perf_counter()
+        assert first.at is not None
+        out[name] = {**_summary_figures(summary), "first_batch_seconds": first.at - called,
+                     "wall_seconds": ended - called}  # fmt: skip
+    out["identity"] = options.identity()
+    emit(out)
+
+
+def _profile(home: Path, start: str, allow_short: bool, top: int) -> None:
+    """Profile one paper session on the window with cProfile; return the top functions."""
+    import cProfile
+    import pstats
+
+    from services.runtime import run_paper
+
+    settings = _settings(home)
+    options = paper_options(start, allow_short)
+    run_paper(settings, options, spread_given=True)  # caches and first calls out of the profile
+    profiler = cProfile.Profile()
+    called = time.perf_counter()
+    profiler.enable()
+    summary = run_paper(settings, options, spread_given=True)
+    profiler.disable()
+    seconds = time.perf_counter() - called
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (path, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = Path(path)
+        label = f"{where.parent.name}/{where.name}:{line}({name})" if line else name
+        rows.append({"function": label, "calls": calls, "own": own, "cumulative": cumulative})
+    by_own = sorted(rows, key=lambda r: -r["own"])[:top]
+    by_cumulative = sorted(rows, key=lambda r: -r["cumulative"])[:top]
+    emit({"bars": summary.bars_this_run, "seconds": seconds, "by_own": by_own,
+          "by_cumulative": by_cumulative})  # fmt: skip
+
+
+# -- the parent ------------------------------------------------------------------------------
+
+
+def _checkpoint(db: Any, session: str) -> tuple[int, int]:
+    """Return the committed loop checkpoint of a session: bars finished, bar in progress (ns)."""
+    body = db.broker_state(f"loop:{session}")
+    return (-1, -1) if body is None else (int(body["bars"]), int(body["bar_ts"]))
+
+
+def _wait_for(db: Any, session: str, done: Callable[[int], bool], process: Any) -> float:
+    """Poll the checkpoint until ``done(bars)``; return when (perf_counter), or fail if the
+    process ends first."""
+    while True:
+        bars, _ = _checkpoint(db, session)
+        if done(bars):
+            return time.perf_counter()
+        if process.poll() is not None:
+            msg = f"session {session} ended (exit status {process.returncode}) before the mark"
+            raise SystemExit(msg)
+        time.sleep(POLL_SECONDS)
+
+
+def _kill_midway(command: list[str], env: dict[str, str], db: Any, session: str,
+                 at: int) -> dict[str, Any]:  # fmt: skip
+    """Start a session, SIGKILL it once its checkpoint has passed ``at`` bars; return where the
+    committed checkpoint stood."""
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    started = time.perf_counter()
+    _wait_for(db, session, lambda bars: bars >= at, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    bars, bar_ts = _checkpoint(db, session)
+    return {"killed_after_seconds": time.perf_counter() - started, "bars_at_kill": bars,
+            "bar_ts_at_kill": bar_ts}  # fmt: skip
+
+
+def _restart(home: Path, start: str, count: int, allow_short: bool) -> dict[str, Any]:
+    from core.ids import new_run_id
+    from feature_store.state import StateDB
+
+    settings = _settings(home)
+    env = {**os.environ, "SOLODESK_HOME": str(home)}
+    db = StateDB.open(settings)
+    try:
+        # a. the command line, killed and restarted
+        cli_session = new_run_id("paper")
+        paper = [str(SOLODESK), "paper", *cli_options(start, allow_short), "--spread", "0",
+                 *(f"--risk={r}" for r in RISK), "--session", cli_session]  # fmt: skip
+        cli = _kill_midway(paper, env, db, cli_session, count // 2)
+        called = time.perf_counter()
+        process = subprocess.Popen([*paper, "--json"], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        first = _wait_for(db, cli_session, lambda bars: bars > cli["bars_at_kill"], process)
+        stdout, _ = process.communicate()
+        ended = time.perf_counter()
+        cli_summary = json.loads(stdout.strip().splitlines()[-1])
+        record = db.session(cli_session)
+        cli |= {"session": cli_session, "first_bar_seconds": first - called,
+                "wall_seconds": ended - called, "summary": cli_summary,
+                "options": None if record is None else record.options}  # fmt: skip
+        # b. in process, the runtime imported
+        own_session = new_run_id("paper")
+        child = [sys.executable, str(Path(__file__).resolve()), "--worker", "paper-child",
+                 str(home), start, own_session, str(int(allow_short))]  # fmt: skip
+        own = _kill_midway(child, env, db, own_session, count // 2)
+    finally:
+        db.close()
+    resumed = run_worker(__file__, "resume", str(home), start, own_session, str(int(allow_short)))
+    own |= {"session": own_session, "first_batch_seconds": resumed["resumed"]["first_batch_seconds"],
+            "wall_seconds": resumed["resumed"]["wall_seconds"], "summary": resumed["resumed"],
+            "import_seconds": resumed["import_seconds"]}  # fmt: skip
+    reference = resumed["uninterrupted"]
+    cli["same_options"] = cli["options"] == resumed["identity"]
+    cli["ledger_equal"] = cli["same_options"] and (
+        cli_summary["ledger_hash"] == reference["ledger_hash"]
+    )
+    own["ledger_equal"] = resumed["resumed"]["ledger_hash"] == reference["ledger_hash"]
+    return {"bars": count, "start": start, "cli": cli, "in_process": own,
+            "uninterrupted": reference}  # fmt: skip
+
+
+def _vector(home: Path, start: str, allow_short: bool) -> dict[str, Any]:
+    """Run ``solodesk backtest --engine vector`` on the window; return its summary."""
+    env = {**os.environ, "SOLODESK_HOME": str(home)}
+    command = [str(SOLODESK), "backtest", *cli_options(start, allow_short), "--engine", "vector",
+               "--no-report", "--json"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"solodesk backtest failed with exit status {done.returncode}")
+    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"command": " ".join(["solodesk", *command[1:]]), "n_trades": summary["n_trades"],
+            "final_equity": summary.get("final_equity"), "seconds": summary["seconds"]}  # fmt: skip
+
+
+def _write(result: dict[str, Any]) -> Path:
+    """Write the result as JSON under the desk's ``bench_dir``."""
+    from core.settings import load_settings
+    from core.times import COMPACT, utc_now
+
+    folder = load_settings().bench_dir
+    folder = folder if folder.is_absolute() else ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"event_loop-{utc_now().strftime(COMPACT)}Z.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
+
+
+def _print_loop(loop: dict[str, Any], ref: dict[str, Any] | None, bars: int) -> dict[str, Any]:
+    runs = loop["runs"]
+    best = min(runs, key=lambda r: r["replay_seconds"])
+    rate = bars / best["replay_seconds"]
+    print(f"1. the loop: run_paper over {bars:,} EURUSD M1 bars, risk engine on, state persisted "
+          f"(imports {loop['import_seconds']:.2f} s)")  # fmt: skip
+    print(f"   {'repeat':<8}{'replay s':>10}{'bars/s':>12}{'load s':>9}{'wall s':>9}"
+          f"{'wall bars/s':>13}{'trades':>8}{'orders':>8}  risk")  # fmt: skip
+    for k, r in enumerate(runs, 1):
+        print(f"   {k:<8}{r['replay_seconds']:10.2f}{bars / r['replay_seconds']:12,.0f}"
+              f"{r['load_seconds']:9.2f}{r['wall_seconds']:9.2f}"
+              f"{bars / r['wall_seconds']:13,.0f}{r['round_trips']:8}{r['orders']:8}  "
+              f"{r['risk_state']}")  # fmt: skip
+    out = {"best_replay_seconds": best["replay_seconds"], "bars_per_second": rate,
+           "best_wall_seconds": min(r["wall_seconds"] for r in runs)}  # fmt: skip
+    if ref is not None:
+        ref_best = min(ref["run_seconds"])
+        ref_rate = ref["bars"] / ref_best
+        ratio = rate / ref_rate
+        print(f"2. backtesting.py on the same {ref['bars']:,} bars (imports "
+              f"{ref['import_seconds']:.2f} s, store read {ref['load_seconds']:.2f} s, frame "
+              f"{ref['frame_seconds']:.2f} s)")  # fmt: skip
+        print(f"   runs {', '.join(f'{s:.2f}' for s in ref['run_seconds'])} s; best "
+              f"{ref_best:.2f} s = {ref_rate:,.0f} bars/s; {ref['trades']} trades, final equity "
+              f"{ref['final_equity']:,.2f}")  # fmt: skip
+        verdict = "met" if ratio >= TARGET_RATIO and rate >= TARGET_RATE else "MISSED"
+        print(f"3. ratio loop / backtesting.py: {ratio:.2f}x at {rate:,.0f} bars/s (target >= "
+              f"{TARGET_RATIO:g}x and >= {TARGET_RATE:,.0f} bars/s: {verdict})")  # fmt: skip
+        out |= {"reference_bars_per_second": ref_rate, "ratio": ratio, "verdict": verdict}
+    return out
+
+
+def _print_restart(restart: dict[str, Any]) -> None:
+    cli, own, ref = restart["cli"], restart["in_process"], restart["uninterrupted"]
+    print(f"4. restart latency: a paper session on the last {restart['bars']:,} bars, SIGKILLed "
+          "once its checkpoint passed half of them")  # fmt: skip
+    for label, r, key in (("solodesk paper --session (fresh process)", cli, "first_bar_seconds"),
+                          ("run_paper, runtime imported", own, "first_batch_seconds")):  # fmt: skip
+        summary = r["summary"]
+        print(f"   {label:<42} killed at {r['bars_at_kill']:,} committed bars; first bar after "
+              f"it in {r[key]:.3f} s; whole resume {r['wall_seconds']:.2f} s "
+              f"({summary['bars_this_run']:,} bars); ledger "
+              f"{'equal' if r['ledger_equal'] else 'DIFFERENT'} to an uninterrupted run")  # fmt: skip
+    print(f"   (uninterrupted session, runtime imported: first batch in "
+          f"{ref['first_batch_seconds']:.3f} s, whole run {ref['wall_seconds']:.2f} s)")
+
+
+def _print_trades(loop: dict[str, Any] | None, ref: dict[str, Any] | None,
+                  vector: dict[str, Any] | None) -> None:  # fmt: skip
+    print("5. trades (conventions differ: fill after latency vs at the signal close; crossings "
+          "at equal averages)")  # fmt: skip
+    if loop is not None:
+        r = loop["runs"][-1]
+        print(f"   loop: {r['round_trips']} round trips ({r['closed']} closed, {r['open']} open), "
+              f"{r['orders']} orders, {r['fills']} fills, final equity {r['final_equity']:,.2f}")
+    if ref is not None:
+        print(f"   backtesting.py: {ref['trades']} trades (open ones closed at the end)")
+    if vector is not None:
+        same = loop is not None and loop["runs"][-1]["round_trips"] == vector["n_trades"]
+        print(f"   solodesk backtest --engine vector: {vector['n_trades']} trades; decisions "
+              f"{'equal' if same else 'DIFFERENT'} to the loop's round trips")  # fmt: skip
+
+
+def _print_profile(profile: dict[str, Any]) -> None:
+    print(f"6. cProfile of run_paper on {profile['bars']:,} bars: {profile['seconds']:.2f} s "
+          "under the profiler; top by own time")  # fmt: skip
+    for r in profile["by_own"]:
+        print(f"   {r['own']:8.3f} s own {r['cumulative']:8.3f} s cum {r['calls']:>10,}  "
+              f"{r['function']}")  # fmt: skip
+
+
+def main() -> int:
+    """Run the benchmark, print its figures and its JSON result; return the exit status."""
+    parser = argparse.ArgumentParser(description="Event loop benchmark (see the module docstring).")
+    parser.add_argument("--data", help="the shared data folder (default: ../shared/data)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side (best kept)")
+    parser.add_argument("--bars", type=int, default=1_000_000, help="the last N bars replayed")
+    parser.add_argument("--restart-bars", type=int, default=200_000, help="bars of the restart")
+    parser.add_argument("--allow-short", action="store_true", help="also trade the short side")
+    parser.add_argument("--skip", default="", help="loop, reference, vector and/or restart")
+    parser.add_argument("--profile", action="store_true", help="profile run_paper as well")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, home_text, *rest = args.worker
+        home = Path(home_text)
+        if kind == "prepare":
+            _prepare(home, Path(rest[0]), [int(c) for c in rest[1:]])
+        elif kind == "loop":
+            _loop(home, rest[0], int(rest[1]), rest[2] == "1")
+        elif kind == "reference":
+            _reference(home, rest[0], int(rest[1]), rest[2] == "1")
+        elif kind == "paper-child":
+            _paper_child(home, rest[0], rest[1], rest[2] == "1")
+        elif kind == "resume":
+            _resume(home, rest[0], rest[1], rest[2] == "1")
+        elif kind == "profile":
+            _profile(home, rest[0], rest[1] == "1", int(rest[2]))
+        else:
+            parser.error(f"unknown worker {kind!r}")
+        return 0
+
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    source = shared_data_root(args.data) / HISTORY
+    if not source.is_dir() or not any(source.glob("*.zip")):
+        print(f"skipped: no HistData EURUSD zips at {source} (shared data absent; set "
+              "SOLODESK_SHARED_DATA or pass --data)")  # fmt: skip
+        return 0
+    short = str(int(args.allow_short))
+    home = bench_home()
+    shutil.rmtree(_settings(home).state_dir, ignore_errors=True)
+    result: dict[str, Any] = run_context()
+    result["command"] = " ".join([".venv/bin/python", "bench/event_loop.py", *sys.argv[1:]])
+    result["setup"] = {"symbol": SYMBOL, "timeframe": "M1", "strategy": "sma_cross",
+                       "params": strategy_params(args.allow_short), "risk": list(RISK),
+                       "cash": CASH, "spread_pips": 0.0, "home": str(home)}  # fmt: skip
+    print(f"bench home {home}: reading (or ingesting once) the EURUSD M1 history ...", flush=True)
+    prepared = run_worker(__file__, "prepare", str(home), str(source), str(args.bars),
+                          str(args.restart_bars))  # fmt: skip
+    result["data"] = prepared
+    if prepared["ingest_seconds"] is not None:
+        print(f"   ingested {prepared['rows']:,} bars in {prepared['ingest_seconds']:.1f} s")
+    start = prepared["starts"][str(args.bars)]
+    print(f"   {prepared['rows']:,} bars stored ({prepared['first']} to {prepared['last']}); "
+          f"replaying the last {args.bars:,}, from {start}")  # fmt: skip
+    repeat = str(max(1, args.repeat))
+    loop = ref = vector = None
+    if "loop" not in skip:
+        loop = run_worker(__file__, "loop", str(home), start, repeat, short)
+        result["loop"] = loop
+    if "reference" not in skip:
+        ref = run_worker(__file__, "reference", str(home), start, repeat, short)
+        result["reference"] = ref
+    if loop is not None:
+        result["figures"] = _print_loop(loop, ref, args.bars)
+    ok = True
+    if "restart" not in skip:
+        restart_start = prepared["starts"][str(args.restart_bars)]
+        restart = _restart(home, restart_start, args.restart_bars, args.allow_short)
+        result["restart"] = restart
+        _print_restart(restart)
+        ok = restart["cli"]["ledger_equal"] and restart["in_process"]["ledger_equal"]
+    if "vector" not in skip:
+        vector = _vector(home, start, args.allow_short)
+        result["vector"] = vector
+    _print_trades(loop, ref, vector)
+    if args.profile:
+        restart_start = prepared["starts"][str(args.restart_bars)]
+        profile = run_worker(__file__, "profile", str(home), restart_start, short, "25")
+        result["profile"] = profile
+        _print_profile(profile)
+    path = _write(result)
+    print(f"result written to {path}")
+    print(json.dumps(result))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
