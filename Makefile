@@ -125,8 +125,17 @@ demo: install ## Sample: ingest, features, sweep, backtest, then a tuned, audite
 	$(BIN)/solodesk models promote --name EURUSD-H1-default
 	$(BIN)/solodesk models list
 	@echo "Compare the runs side by side in MLflow: make mlflow"
+	@echo "Paper trading: an SMA cross over the sample's final weeks through the paper broker and the risk engine; its notifications go to a receiver on 127.0.0.1:$(NOTIFY_PORT):"
+	@$(BIN)/solodesk notify listen --port $(NOTIFY_PORT) --seconds 60 & listener=$$!; sleep 1; \
+	  SOLODESK_NOTIFY__URLS='["json://127.0.0.1:$(NOTIFY_PORT)/desk"]' $(BIN)/solodesk paper \
+	    --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=10 --param slow=30 \
+	    --from 2017-11-27 --spread 1.0 --risk max_daily_loss=0.03 --risk max_trailing_drawdown=0.10 \
+	    --session demo; status=$$?; sleep 1; kill $$listener 2>/dev/null; exit $$status
+	$(BIN)/solodesk risk status --session demo
+	$(BIN)/solodesk data sql "select session, count(*) as fills, round(sum(fees), 2) as fees, min(ts) as first, max(ts) as last from live_fills group by session order by session"
 
 MLFLOW_PORT ?= 5000
+NOTIFY_PORT ?= 8787
 
 .PHONY: mlflow
 mlflow: install ## Open the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (runs and model registry)

@@ -229,7 +229,7 @@ class Runtime:
         self._bars_since_commit = 0
         self._last_control = 0.0
         self._paused = False
-        self._signals: Signals | None = None
+        self._day_equity: float | None = None
         self._key = f"loop:{config.session}"
         self._restore()
         journal.before_commit(self._save)
@@ -894,6 +894,8 @@ class Runtime:
                     to_state=event.to_mode.value, reason=event.reason, equity=event.equity,
                 )
             )  # fmt: skip
+            if event.kind == "new_day" and self.config.mode != "backtest":
+                self._daily_summary(event)
             if event.from_mode != event.to_mode:
                 self._notice(NoticeKind.RISK_STATE, f"risk {event.to_mode.value}",
                              f"{event.account}: {event.reason}", key=f"risk-{event.to_mode}")  # fmt: skip
@@ -906,6 +908,20 @@ class Runtime:
                 and b is not None
             ):
                 self._flatten(b, i, "halt")
+
+    def _daily_summary(self, event: RiskEvent) -> None:
+        """Notify the day just ended: equity, the day's P&L, trades so far, the risk state."""
+        before = self._day_equity
+        equity = event.equity if event.equity is not None else float("nan")
+        pnl = "" if before is None else f", day P&L {equity - before:,.2f}"
+        self._day_equity = equity
+        self._notice(
+            NoticeKind.DAILY_SUMMARY,
+            "daily summary",
+            f"equity {equity:,.2f}{pnl}; {self.cp.trades} trades closed so far; "
+            f"risk {self.risk.state.mode.value}",
+            key=f"day-{event.ts:%Y%m%d}",
+        )
 
     def _cancel_increasing(self) -> None:
         """Cancel working orders that would increase |exposure| (their unfilled rest too)."""
