@@ -22,17 +22,21 @@
       state database every millisecond (a commit holds at most 1,000 bars, so the figure is
       an upper bound by at most that many bars' processing);
    b. in process, ``run_paper(..., session=S)`` in an interpreter that has already imported
-      the runtime: from the call to the first batch handed out after the checkpoint (the
-      ``on_batch`` callback; the batch's first bar is processed right after it).
-   Each resumed session's ledger hash is compared with an uninterrupted session's on the same
-   bars: a killed session must end as one that never was.
+      the runtime: from the call to the first batch handed out after the checkpoint and to
+      the next one (the ``on_batch`` callback), between which the first bar after the
+      checkpoint is processed. Twice: first in a fresh interpreter (the compiled indicator
+      kernels load from Numba's cache on their first call), then, on a second killed
+      session, after an uninterrupted run has loaded them.
+   Each resumed session's ledger hash is compared with the uninterrupted session's on the
+   same bars: a killed session must end as one that never was.
 
 Also reported: the trade counts of both engines, which differ by convention (the paper broker
 fills a decision at the first quote after its bar's close plus latency, backtesting.py at the
-signal bar's close; the crossings differ where the averages are equal: solodesk's cross needs
-``fast <= slow`` then ``fast > slow``, backtesting.py's ``crossover`` strict inequalities on
-both bars), and the decision-equal check: the loop's round trips against
-``solodesk backtest --engine vector`` on the same bars.
+signal bar's close; solodesk's crossings are vectorbt's, where below, then equal, then above
+is a crossing, while backtesting.py's ``crossover`` needs strictly below on the bar before),
+and the decision-equal check: the bars on which the loop decided (its order intents) against
+the entries and exits of ``solodesk backtest --engine vector`` on the same bars, and the
+round trips of both.
 
 The bars are ingested once (``services.ingest.ingest``, data docs off) into a bench home,
 ``<bench_dir>/event_loop/home`` of the desk's settings, and reused; its state folder is
@@ -118,23 +122,31 @@ def _settings(home: Path) -> Any:
 
 
 class _FirstBatch:
-    """An ``on_batch`` callback that keeps the time of the first batch handed out."""
+    """An ``on_batch`` callback that keeps when the first two batches were handed out."""
 
     def __init__(self) -> None:
         self.at: float | None = None
+        self.next_at: float | None = None
 
     def __call__(self, done: int, total: int) -> None:
         if self.at is None:
             self.at = time.perf_counter()
+        elif self.next_at is None:
+            self.next_at = time.perf_counter()
 
 
-def _session_trades(settings: Any, session: str) -> dict[str, int]:
+def _session_counts(settings: Any, session: str, account: str) -> dict[str, Any]:
+    """Return a session's round trips (closed and open) and its account's risk events by kind."""
+    from collections import Counter
+
     from feature_store.state import StateDB
 
     with StateDB.open(settings) as db:
         rows = db.trades(session)
+        events = Counter(e.kind for e in db.risk_events(account))
     still_open = sum(1 for r in rows if r["exit_reason"] == "open")
-    return {"round_trips": len(rows), "closed": len(rows) - still_open, "open": still_open}
+    return {"round_trips": len(rows), "closed": len(rows) - still_open, "open": still_open,
+            "risk_events": dict(events)}  # fmt: skip
 
 
 def _summary_figures(summary: Any) -> dict[str, Any]:
@@ -166,8 +178,9 @@ def _prepare(home: Path, source: Path, counts: list[int]) -> None:
     ts = data.bars["ts"]
     n = data.bars.height
     starts = {str(c): iso_z(ts[n - c]) for c in counts if c <= n}
+    sums = {str(c): float(data.bars["close"].tail(c).sum()) for c in counts if c <= n}
     emit({"ingest_seconds": ingested, "rows": n, "first": iso_z(ts[0]), "last": iso_z(ts[-1]),
-          "starts": starts})  # fmt: skip
+          "starts": starts, "closes_sum": sums})  # fmt: skip
 
 
 def _loop(home: Path, start: str, repeat: int, allow_short: bool) -> None:
@@ -187,7 +200,7 @@ def _loop(home: Path, start: str, repeat: int, allow_short: bool) -> None:
         assert first.at is not None
         runs.append({**_summary_figures(summary), "wall_seconds": ended - called,
                      "load_seconds": first.at - called, "replay_seconds": ended - first.at,
-                     **_session_trades(settings, summary.session)})  # fmt: skip
+                     **_session_counts(settings, summary.session, summary.account)})  # fmt: skip
     emit({"import_seconds": imports, "runs": runs})
 
 
@@ -248,7 +261,7 @@ def _reference(home: Path, start: str, repeat: int, allow_short: bool) -> None:
     trades = stats["_trades"]
     emit({"import_seconds": imports, "load_seconds": t1 - t0, "frame_seconds": t2 - t1,
           "bars": len(frame), "closes_sum": float(np.sum(frame["Close"].to_numpy())),
-          "run_seconds": runs, "trades": int(len(trades)),
+          "run_seconds": runs, "trades": len(trades),
           "final_equity": float(stats["Equity Final [$]"])})  # fmt: skip
 
 
@@ -260,9 +273,9 @@ def _paper_child(home: Path, start: str, session: str, allow_short: bool) -> Non
               spread_given=True)  # fmt: skip
 
 
-def _resume(home: Path, start: str, session: str, allow_short: bool) -> None:
-    """Resume a killed session in an interpreter with the runtime imported; then run the same
-    bars uninterrupted as the reference."""
+def _resume(home: Path, start: str, cold: str, warm: str, allow_short: bool) -> None:
+    """Resume a killed session in an interpreter with the runtime imported, run the same bars
+    uninterrupted, then resume a second killed session."""
     began = time.perf_counter()
     from services.runtime import run_paper
 
@@ -270,13 +283,14 @@ def _resume(home: Path, start: str, session: str, allow_short: bool) -> None:
     settings = _settings(home)
     options = paper_options(start, allow_short)
     out: dict[str, Any] = {"import_seconds": imports}
-    for name, given in (("resumed", session), ("uninterrupted", None)):
+    for name, given in (("resumed_cold", cold), ("uninterrupted", None), ("resumed_warm", warm)):
         first = _FirstBatch()
         called = time.perf_counter()
         summary = run_paper(settings, options, session=given, spread_given=True, on_batch=first)
         ended = time.perf_counter()
         assert first.at is not None
         out[name] = {**_summary_figures(summary), "first_batch_seconds": first.at - called,
+                     "first_batch_done_seconds": (first.next_at or ended) - called,
                      "wall_seconds": ended - called}  # fmt: skip
     out["identity"] = options.identity()
     emit(out)
@@ -371,25 +385,30 @@ def _restart(home: Path, start: str, count: int, allow_short: bool) -> dict[str,
         cli |= {"session": cli_session, "first_bar_seconds": first - called,
                 "wall_seconds": ended - called, "summary": cli_summary,
                 "options": None if record is None else record.options}  # fmt: skip
-        # b. in process, the runtime imported
-        own_session = new_run_id("paper")
-        child = [sys.executable, str(Path(__file__).resolve()), "--worker", "paper-child",
-                 str(home), start, own_session, str(int(allow_short))]  # fmt: skip
-        own = _kill_midway(child, env, db, own_session, count // 2)
+        # b. in process, the runtime imported: two sessions killed, resumed by one interpreter
+        own: dict[str, dict[str, Any]] = {}
+        for name in ("resumed_cold", "resumed_warm"):
+            session = new_run_id("paper")
+            child = [sys.executable, str(Path(__file__).resolve()), "--worker", "paper-child",
+                     str(home), start, session, str(int(allow_short))]  # fmt: skip
+            own[name] = {"session": session, **_kill_midway(child, env, db, session, count // 2)}
     finally:
         db.close()
-    resumed = run_worker(__file__, "resume", str(home), start, own_session, str(int(allow_short)))
-    own |= {"session": own_session, "first_batch_seconds": resumed["resumed"]["first_batch_seconds"],
-            "wall_seconds": resumed["resumed"]["wall_seconds"], "summary": resumed["resumed"],
-            "import_seconds": resumed["import_seconds"]}  # fmt: skip
+    resumed = run_worker(__file__, "resume", str(home), start, own["resumed_cold"]["session"],
+                         own["resumed_warm"]["session"], str(int(allow_short)))  # fmt: skip
     reference = resumed["uninterrupted"]
+    for name, figures in own.items():
+        done = resumed[name]
+        figures |= {"first_batch_seconds": done["first_batch_seconds"],
+                    "first_batch_done_seconds": done["first_batch_done_seconds"],
+                    "wall_seconds": done["wall_seconds"], "summary": done,
+                    "ledger_equal": done["ledger_hash"] == reference["ledger_hash"]}  # fmt: skip
     cli["same_options"] = cli["options"] == resumed["identity"]
     cli["ledger_equal"] = cli["same_options"] and (
         cli_summary["ledger_hash"] == reference["ledger_hash"]
     )
-    own["ledger_equal"] = resumed["resumed"]["ledger_hash"] == reference["ledger_hash"]
-    return {"bars": count, "start": start, "cli": cli, "in_process": own,
-            "uninterrupted": reference}  # fmt: skip
+    return {"bars": count, "start": start, "cli": cli, **own, "uninterrupted": reference,
+            "import_seconds": resumed["import_seconds"]}  # fmt: skip
 
 
 def _vector(home: Path, start: str, allow_short: bool) -> dict[str, Any]:
@@ -402,8 +421,35 @@ def _vector(home: Path, start: str, allow_short: bool) -> dict[str, Any]:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"solodesk backtest failed with exit status {done.returncode}")
     summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"command": " ".join(["solodesk", *command[1:]]), "n_trades": summary["n_trades"],
-            "final_equity": summary.get("final_equity"), "seconds": summary["seconds"]}  # fmt: skip
+    return {"command": " ".join(["solodesk", *command[1:]]), "run_id": summary["run_id"],
+            "n_trades": summary["n_trades"], "seconds": summary["seconds"]}  # fmt: skip
+
+
+def _decisions(home: Path, session: str, run_id: str) -> dict[str, Any]:
+    """Compare the bars a paper session decided on with a vector backtest's entries and exits."""
+    from collections import Counter
+
+    import polars as pl
+
+    from core.times import iso_z_ns, ns_from_utc
+    from feature_store.backtests import BacktestStore
+    from feature_store.state import StateDB
+
+    settings = _settings(home)
+    with StateDB.open(settings) as db:
+        intents = db.intents(session)
+        fills = len(db.fills(session))
+    loop = Counter(ns_from_utc(i.bar_ts) for i in intents)
+    store = BacktestStore.backtests(settings)
+    trades = store.table(store.get(run_id), "trades")
+    stamps = pl.concat([trades["entry_ts"], trades["exit_ts"].drop_nulls()])
+    vector = Counter(stamps.dt.cast_time_unit("ns").to_physical().to_list())
+    only_loop, only_vector = loop - vector, vector - loop
+    return {"loop_decisions": loop.total(), "vector_decisions": vector.total(),
+            "equal": not only_loop and not only_vector,
+            "only_loop": [iso_z_ns(t) for t in sorted(only_loop.elements())][:10],
+            "only_vector": [iso_z_ns(t) for t in sorted(only_vector.elements())][:10],
+            "loop_orders_unfilled": len(intents) - fills}  # fmt: skip
 
 
 def _write(result: dict[str, Any]) -> Path:
@@ -419,26 +465,31 @@ def _write(result: dict[str, Any]) -> Path:
     return path
 
 
-def _print_loop(loop: dict[str, Any], ref: dict[str, Any] | None, bars: int) -> dict[str, Any]:
+def _print_loop(
+    loop: dict[str, Any], ref: dict[str, Any] | None, bars: int, closes: float
+) -> dict[str, Any]:
     runs = loop["runs"]
     best = min(runs, key=lambda r: r["replay_seconds"])
     rate = bars / best["replay_seconds"]
     print(f"1. the loop: run_paper over {bars:,} EURUSD M1 bars, risk engine on, state persisted "
           f"(imports {loop['import_seconds']:.2f} s)")  # fmt: skip
     print(f"   {'repeat':<8}{'replay s':>10}{'bars/s':>12}{'load s':>9}{'wall s':>9}"
-          f"{'wall bars/s':>13}{'trades':>8}{'orders':>8}  risk")  # fmt: skip
+          f"{'wall bars/s':>13}{'trades':>8}{'orders':>8}  risk state, events")  # fmt: skip
     for k, r in enumerate(runs, 1):
+        events = ", ".join(f"{n} {kind}" for kind, n in sorted(r["risk_events"].items()))
         print(f"   {k:<8}{r['replay_seconds']:10.2f}{bars / r['replay_seconds']:12,.0f}"
               f"{r['load_seconds']:9.2f}{r['wall_seconds']:9.2f}"
               f"{bars / r['wall_seconds']:13,.0f}{r['round_trips']:8}{r['orders']:8}  "
-              f"{r['risk_state']}")  # fmt: skip
+              f"{r['risk_state']}, {events or 'none'}")  # fmt: skip
     out = {"best_replay_seconds": best["replay_seconds"], "bars_per_second": rate,
            "best_wall_seconds": min(r["wall_seconds"] for r in runs)}  # fmt: skip
     if ref is not None:
         ref_best = min(ref["run_seconds"])
         ref_rate = ref["bars"] / ref_best
         ratio = rate / ref_rate
-        print(f"2. backtesting.py on the same {ref['bars']:,} bars (imports "
+        same = abs(ref["closes_sum"] - closes) <= 1e-12 * abs(closes)
+        print(f"2. backtesting.py on the same {ref['bars']:,} bars (sum of closes "
+              f"{'equal' if same else 'DIFFERENT'}; imports "
               f"{ref['import_seconds']:.2f} s, store read {ref['load_seconds']:.2f} s, frame "
               f"{ref['frame_seconds']:.2f} s)")  # fmt: skip
         print(f"   runs {', '.join(f'{s:.2f}' for s in ref['run_seconds'])} s; best "
@@ -452,34 +503,51 @@ def _print_loop(loop: dict[str, Any], ref: dict[str, Any] | None, bars: int) -> 
 
 
 def _print_restart(restart: dict[str, Any]) -> None:
-    cli, own, ref = restart["cli"], restart["in_process"], restart["uninterrupted"]
-    print(f"4. restart latency: a paper session on the last {restart['bars']:,} bars, SIGKILLed "
-          "once its checkpoint passed half of them")  # fmt: skip
-    for label, r, key in (("solodesk paper --session (fresh process)", cli, "first_bar_seconds"),
-                          ("run_paper, runtime imported", own, "first_batch_seconds")):  # fmt: skip
-        summary = r["summary"]
-        print(f"   {label:<42} killed at {r['bars_at_kill']:,} committed bars; first bar after "
-              f"it in {r[key]:.3f} s; whole resume {r['wall_seconds']:.2f} s "
-              f"({summary['bars_this_run']:,} bars); ledger "
-              f"{'equal' if r['ledger_equal'] else 'DIFFERENT'} to an uninterrupted run")  # fmt: skip
-    print(f"   (uninterrupted session, runtime imported: first batch in "
-          f"{ref['first_batch_seconds']:.3f} s, whole run {ref['wall_seconds']:.2f} s)")
+    cli, ref = restart["cli"], restart["uninterrupted"]
+    print(f"4. restart latency: paper sessions on the last {restart['bars']:,} bars, SIGKILLed "
+          "once their checkpoint passed half of them")  # fmt: skip
+    print(f"   {'restarted by':<46}{'killed at':>10}{'first bar after it':>24}{'whole resume':>14}"
+          "  ledger")  # fmt: skip
+    rows = [("solodesk paper --session (fresh process)", cli,
+             f"<= {cli['first_bar_seconds']:.3f} s (commit)")]  # fmt: skip
+    for name, label in (("resumed_cold", "run_paper, runtime imported, kernels cold"),
+                        ("resumed_warm", "run_paper, runtime imported, kernels warm")):  # fmt: skip
+        r = restart[name]
+        rows.append((label, r, f"{r['first_batch_seconds']:.3f}-"
+                     f"{r['first_batch_done_seconds']:.3f} s"))  # fmt: skip
+    for label, r, first in rows:
+        print(f"   {label:<46}{r['bars_at_kill']:>10,}{first:>24}{r['wall_seconds']:>12.2f} s"
+              f"  {'equal' if r['ledger_equal'] else 'DIFFERENT'}")  # fmt: skip
+    print(f"   the ledgers are compared with an uninterrupted session on the same bars (runtime "
+          f"imported, kernels warm): first batch {ref['first_batch_seconds']:.3f} s, done "
+          f"{ref['first_batch_done_seconds']:.3f} s, whole run {ref['wall_seconds']:.2f} s")  # fmt: skip
 
 
 def _print_trades(loop: dict[str, Any] | None, ref: dict[str, Any] | None,
                   vector: dict[str, Any] | None) -> None:  # fmt: skip
-    print("5. trades (conventions differ: fill after latency vs at the signal close; crossings "
-          "at equal averages)")  # fmt: skip
+    print("5. trades (conventions differ: the loop fills at the first quote after latency, "
+          "backtesting.py at the signal close; crossings through equal averages)")  # fmt: skip
     if loop is not None:
         r = loop["runs"][-1]
-        print(f"   loop: {r['round_trips']} round trips ({r['closed']} closed, {r['open']} open), "
-              f"{r['orders']} orders, {r['fills']} fills, final equity {r['final_equity']:,.2f}")
+        print(
+            f"   loop: {r['round_trips']} round trips ({r['closed']} closed, {r['open']} open), "
+            f"{r['orders']} orders, {r['fills']} fills, final equity {r['final_equity']:,.2f}"
+        )
     if ref is not None:
-        print(f"   backtesting.py: {ref['trades']} trades (open ones closed at the end)")
+        print(f"   backtesting.py: {ref['trades']} trades (open ones closed at the end), final "
+              f"equity {ref['final_equity']:,.2f}")  # fmt: skip
     if vector is not None:
-        same = loop is not None and loop["runs"][-1]["round_trips"] == vector["n_trades"]
-        print(f"   solodesk backtest --engine vector: {vector['n_trades']} trades; decisions "
-              f"{'equal' if same else 'DIFFERENT'} to the loop's round trips")  # fmt: skip
+        print(f"   solodesk backtest --engine vector: {vector['n_trades']} trades (an open one "
+              f"counted), {vector['seconds']:.2f} s")  # fmt: skip
+        d = vector.get("decisions")
+        if d is not None:
+            verdict = "EQUAL" if d["equal"] else "DIFFERENT"
+            print(
+                f"   decision bars: loop {d['loop_decisions']}, vector {d['vector_decisions']}: "
+                f"{verdict}; loop orders unfilled at the end: {d['loop_orders_unfilled']}"
+            )
+            if not d["equal"]:
+                print(f"   only the loop: {d['only_loop']}; only vector: {d['only_vector']}")
 
 
 def _print_profile(profile: dict[str, Any]) -> None:
@@ -514,7 +582,7 @@ def main() -> int:
         elif kind == "paper-child":
             _paper_child(home, rest[0], rest[1], rest[2] == "1")
         elif kind == "resume":
-            _resume(home, rest[0], rest[1], rest[2] == "1")
+            _resume(home, rest[0], rest[1], rest[2], rest[3] == "1")
         elif kind == "profile":
             _profile(home, rest[0], rest[1] == "1", int(rest[2]))
         else:
@@ -553,16 +621,19 @@ def main() -> int:
         ref = run_worker(__file__, "reference", str(home), start, repeat, short)
         result["reference"] = ref
     if loop is not None:
-        result["figures"] = _print_loop(loop, ref, args.bars)
+        closes = prepared["closes_sum"][str(args.bars)]
+        result["figures"] = _print_loop(loop, ref, args.bars, closes)
     ok = True
     if "restart" not in skip:
         restart_start = prepared["starts"][str(args.restart_bars)]
         restart = _restart(home, restart_start, args.restart_bars, args.allow_short)
         result["restart"] = restart
         _print_restart(restart)
-        ok = restart["cli"]["ledger_equal"] and restart["in_process"]["ledger_equal"]
+        ok = all(restart[k]["ledger_equal"] for k in ("cli", "resumed_cold", "resumed_warm"))
     if "vector" not in skip:
         vector = _vector(home, start, args.allow_short)
+        if loop is not None:
+            vector["decisions"] = _decisions(home, loop["runs"][-1]["session"], vector["run_id"])
         result["vector"] = vector
     _print_trades(loop, ref, vector)
     if args.profile:

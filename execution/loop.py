@@ -134,6 +134,7 @@ class _Checkpoint:
     last_target: float = 0.0
     bars: int = 0  # bars finished, session total
     bar_index: int = -1  # session index of the bar in progress
+    last_intent: str = ""  # the last client order id recorded (ids grow with time and sequence)
     fills_seen: int = 0  # broker fills applied, in the broker's execution order
     last_fill_ns: int = -1  # when the last applied fill happened
     seen_at_last: int = 0  # how many applied fills happened at that instant
@@ -621,7 +622,7 @@ class Runtime:
             return
         new_px = buy_px if t > 0.0 else sell_px
         rate = self._rate_now(b, i)
-        intent = self.db.intent(self.config.session, self._next_cid())
+        intent = self._recorded_intent(self._next_cid())
         if intent is not None:
             wanted = u + intent.units  # a replayed stage: the order asked for before
         else:
@@ -665,7 +666,7 @@ class Runtime:
         cid = self._next_cid()
         self.seq += 1
         now = self.clock.now()
-        known = self.db.intent(cfg.session, cid)
+        known = self._recorded_intent(cid)
         if known is None:
             verdict = self._check(units, price, b, i, now)
             record = IntentRecord(
@@ -676,6 +677,7 @@ class Runtime:
                 risk="allowed" if verdict is None else verdict,
             )  # fmt: skip
             self.db.record_intent(record)
+            self.cp.last_intent = cid
             if verdict is not None:
                 return None
             self.cp.orders += 1
@@ -696,6 +698,17 @@ class Runtime:
             self._notice(NoticeKind.ORDER_REJECTED, "order rejected", f"{cid}: {sent.reason}")
         self._sync_fills(b, i, sent=True)
         return sent
+
+    def _recorded_intent(self, cid: str) -> IntentRecord | None:
+        """Return the intent recorded under ``cid`` (a stage being replayed), else None.
+
+        Client order ids grow with the loop's clock and sequence, so one above the last recorded
+        is new without asking the database.
+        """
+        last = self.cp.last_intent
+        if not last or cid > last:
+            return None
+        return self.db.intent(self.config.session, cid)
 
     def _check(self, units: float, price: float, b: BarBatch, i: int, now: datetime) -> str | None:
         """Return why the risk engine (or the loop's own guards) refuse an order, else None."""
@@ -989,11 +1002,19 @@ class Runtime:
         now = self.clock.now()
         self.db.record_intent(
             IntentRecord(
-                session=cfg.session, client_order_id=cid, ts=now, bar_ts=now,
-                strategy=cfg.strategy, params=cfg.params, decision=0.0, units=-u,
-                reason=f"flatten ({why})", risk="allowed",
+                session=cfg.session,
+                client_order_id=cid,
+                ts=now,
+                bar_ts=now,
+                strategy=cfg.strategy,
+                params=cfg.params,
+                decision=0.0,
+                units=-u,
+                reason=f"flatten ({why})",
+                risk="allowed",
             )
-        )  # fmt: skip
+        )
+        self.cp.last_intent = cid  # fmt: skip
         self.cp.seq = self.seq
         self.cp.orders += 1
         if not getattr(self.broker, "shares_journal", False):

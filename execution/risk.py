@@ -366,6 +366,7 @@ class RiskEngine:
         self._state = state
         self._window = _trading_window(limits)
         self._weekend_margin = weekend_margin
+        self._next_day: tuple[datetime, int] | None = None
 
     @classmethod
     def fresh(
@@ -408,7 +409,11 @@ class RiskEngine:
         equity = _finite(equity, "equity", ts)
         state = self._state
         events: list[RiskEvent] = []
-        day = day_start_at(ts, self._limits.day_start, self._limits.day_zone)
+        known = state.day_start
+        if known is not None and known <= ts and ns_from_utc(ts) < self._next_day_ns(known):
+            day = known  # still the same risk day: no time-zone arithmetic
+        else:
+            day = day_start_at(ts, self._limits.day_start, self._limits.day_zone)
         day_start, base = state.day_start, state.day_start_equity
         if day_start is None or base is None:
             day_start, base = day, equity
@@ -571,10 +576,7 @@ class RiskEngine:
         base = state.day_start_equity
         if state.cooldown_bars_left or state.day_start is None or base is None:
             return 0
-        # A risk day lasts 23 to 25 hours: 25 h 1 min after this one's start is in the next.
-        after = state.day_start + timedelta(hours=25, minutes=1)
-        next_day = day_start_at(after, limits.day_start, limits.day_zone)
-        count = min(int(np.searchsorted(ends, ns_from_utc(next_day))), len(equity))
+        count = min(int(np.searchsorted(ends, self._next_day_ns(state.day_start))), len(equity))
         if count == 0:
             return 0
         marks = np.asarray(equity[:count], dtype=np.float64)
@@ -595,6 +597,20 @@ class RiskEngine:
                 moves |= ~held
         hits = np.flatnonzero(moves)
         return int(hits[0]) if hits.size else count
+
+    def _next_day_ns(self, day_start: datetime) -> int:
+        """Return when the risk day after the one starting at ``day_start`` starts (ns UTC)."""
+        cached = self._next_day
+        if cached is None or cached[0] != day_start:
+            limits = self._limits
+            # A risk day lasts 23 to 25 hours: 25 h 1 min after this one's start is in the next.
+            after = day_start + timedelta(hours=25, minutes=1)
+            cached = (
+                day_start,
+                ns_from_utc(day_start_at(after, limits.day_start, limits.day_zone)),
+            )
+            self._next_day = cached
+        return cached[1]
 
     def absorb_quiet(self, ts: datetime, top: float, last: float) -> None:
         """Take a run of quiet marks (:meth:`quiet_marks`) at once: the highest and the last.

@@ -135,6 +135,7 @@ class PaperBroker:
         self.cursor = (-1, -1)  # the last (bar ts, stage) processed
         self.fill_count = 0
         self.ticket_count = 0
+        self.last_cid = ""  # the greatest client order id accepted
         self.orders: dict[str, Order] = {}
         self.arrivals: dict[str, int] = {}
         self.working: list[str] = []
@@ -157,6 +158,7 @@ class PaperBroker:
         self.cursor = (int(state["cursor_ts"]), int(state["cursor_stage"]))
         self.fill_count = int(state["fill_count"])
         self.ticket_count = int(state["ticket_count"])
+        self.last_cid = str(state.get("last_cid", ""))
         self.arrivals = {k: int(v) for k, v in state["arrivals"].items()}
         self.working = [str(c) for c in state["working"]]
         for cid in self.working:
@@ -185,7 +187,8 @@ class PaperBroker:
                 "swap_since_fill": self.swap_since_fill, "last_rate": self.last_rate,
                 "opened": self.opened, "cursor_ts": self.cursor[0],
                 "cursor_stage": self.cursor[1], "fill_count": self.fill_count,
-                "ticket_count": self.ticket_count, "arrivals": self.arrivals,
+                "ticket_count": self.ticket_count, "last_cid": self.last_cid,
+                "arrivals": self.arrivals,
                 "working": self.working, "quote": dict(self.quote.__dict__),
             },
         )  # fmt: skip
@@ -349,7 +352,7 @@ class PaperBroker:
 
     def submit(self, order: Order) -> Order:
         """Accept an order (idempotent by client order id); fill it now when it can fill."""
-        known = self.orders.get(order.client_order_id)
+        known = self.order_status(order.client_order_id)
         if known is not None:
             return known
         cfg = self.config
@@ -377,6 +380,7 @@ class PaperBroker:
                     msg = f"insufficient margin: {margin:.2f} needed, equity {equity:.2f}"
                     return self._reject(order, msg)
         self.ticket_count += 1
+        self.last_cid = max(self.last_cid, cid)
         accepted = order.model_copy(
             update={
                 "units": units,
@@ -474,6 +478,8 @@ class PaperBroker:
         known = self.orders.get(client_order_id)
         if known is not None:
             return known
+        if client_order_id > self.last_cid:
+            return None  # ids grow with time and sequence: one above the last is new
         body = self.db.broker_order(self.config.account, client_order_id)
         return None if body is None else Order.model_validate(body)
 
@@ -638,7 +644,7 @@ class PaperBroker:
 
     def _fill_arrived(self) -> None:
         """Fill the market orders that have arrived by the current quote."""
-        if not self._market_open(self.quote.ts):
+        if not self.working or not self._market_open(self.quote.ts):
             return
         for cid in list(self.working):
             order = self.orders[cid]
