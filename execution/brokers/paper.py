@@ -50,6 +50,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.calendars import get_calendar
+from core.errors import UsageError
 from core.ids import execution_id
 from core.ports import BarBatch, MarketStage
 from core.times import utc_from_ns
@@ -139,7 +140,9 @@ class PaperBroker:
         self.orders: dict[str, Order] = {}
         self.arrivals: dict[str, int] = {}
         self.working: list[str] = []
-        self._previewed: tuple[int, npt.NDArray[np.float64]] = (0, np.zeros(0))
+        self._previewed: tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]] = (
+            0, np.zeros(0), np.zeros(0),
+        )  # fmt: skip
         self._dirty: set[str] = set()
         self._recent: list[Fill] = []  # the fills made by this process, in order
         self._load()
@@ -414,7 +417,7 @@ class PaperBroker:
         trailing: float | None = None,
     ) -> Order:
         """Change a working order's prices, or the protective levels of the position it opened."""
-        order = self.orders[client_order_id]
+        order = self._known(client_order_id)
         changes: dict[str, Any] = {"updated": self._now()}
         for name, value in (("limit_price", limit_price), ("stop_price", stop_price),
                             ("stop_loss", stop_loss), ("take_profit", take_profit),
@@ -432,7 +435,7 @@ class PaperBroker:
 
     def cancel(self, client_order_id: str) -> Order:
         """Cancel what is left of a working order (a filled one is returned as it is)."""
-        order = self.orders[client_order_id]
+        order = self._known(client_order_id)
         if not order.status.is_open:
             return order
         if client_order_id in self.working:
@@ -441,6 +444,12 @@ class PaperBroker:
         return self._store(
             order.model_copy(update={"status": OrderStatus.CANCELLED, "updated": self._now()})
         )
+
+    def _known(self, client_order_id: str) -> Order:
+        order = self.order_status(client_order_id)
+        if order is None:
+            raise UsageError(f"order {client_order_id} is unknown to {self.config.account}")
+        return order
 
     def positions(self) -> tuple[Position, ...]:
         """Return the position, if any."""
@@ -523,7 +532,8 @@ class PaperBroker:
             q.rate = rate
             self._swap(ts, int(bars.next_ts[index]))
             self._protective(float(bars.open[index]))
-            self._working_orders(float(bars.open[index]))
+            if self.working and self._market_open(ts):
+                self._working_orders(float(bars.open[index]))
             q.ts, q.x = q.end, float(bars.close[index])
             if self.units != 0.0:
                 mark = self._mark_price(self.units)
@@ -588,12 +598,13 @@ class PaperBroker:
         steps = u * (marks - before) * rate
         accrued = np.cumsum(np.r_[self.accrued, steps])[1:]
         balance = np.full(count, self.balance)
+        credit = np.zeros(0)
         if costs.swap_long != 0.0 or costs.swap_short != 0.0:
             nights = _rollovers(bars.ts[start:stop], bars.next_ts[start:stop], costs.rollover_hour)
             per_unit = costs.swap_long if u > 0.0 else costs.swap_short
             credit = abs(u) * per_unit * rate * nights
             balance = np.cumsum(np.r_[self.balance, credit])[1:]
-        self._previewed = (start, accrued)
+        self._previewed = (start, accrued, credit)
         return count, balance, balance + accrued
 
     def _shifts(
@@ -616,10 +627,13 @@ class PaperBroker:
         last = start + count - 1
         u = self.units
         if u != 0.0:
-            credit = float(balance[-1]) - self.balance
-            self.swap_since_fill += credit
+            first, accrued, credit = self._previewed
+            if credit.shape[0]:
+                # Added one bar at a time, as the bars would have.
+                self.swap_since_fill = float(
+                    np.cumsum(np.r_[self.swap_since_fill, credit[: start - first + count]])[-1]
+                )
             self.balance = float(balance[-1])
-            first, accrued = self._previewed
             self.accrued = float(accrued[start - first + count - 1])
             spread = self.costs.spread_of(float(bars.spread[last]))
             shift = -self.costs.sell_share * spread if u > 0.0 else self.costs.buy_share * spread
