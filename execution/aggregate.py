@@ -9,7 +9,6 @@ from a live feed equals the bar the store holds for the same minutes.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -17,19 +16,9 @@ from core.clocks import Clock, bar_end_at, bar_open_at
 from core.errors import UsageError
 from core.ports import BarBatch
 from core.timeframes import Timeframe
+from core.times import ns_from_utc, utc_from_ns
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _FIELDS = ("ts", "open", "high", "low", "close", "volume", "spread", "next_ts", "end", "to_account")
-
-
-def _moment(ts_ns: int) -> datetime:
-    # Bucket bounds are whole minutes, so dropping the nanoseconds never changes a bucket.
-    return _EPOCH + timedelta(microseconds=int(ts_ns) // 1000)
-
-
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND * 1000
 
 
 def _reaches(batch: BarBatch, index: int, end: int) -> bool:
@@ -101,11 +90,11 @@ class BarAggregator:
         """Return the bounds of the bucket holding ``ts_ns``; ``after`` is a known bucket end."""
         if after is not None and ts_ns >= after:
             # Dense inputs land in the bucket right after the last one: one clock call.
-            end = _ns(bar_end_at(_moment(after), self.timeframe, self.clock))
+            end = ns_from_utc(bar_end_at(utc_from_ns(after), self.timeframe, self.clock))
             if ts_ns < end:
                 return after, end
-        opened = bar_open_at(_moment(ts_ns), self.timeframe, self.clock)
-        return _ns(opened), _ns(bar_end_at(opened, self.timeframe, self.clock))
+        opened = bar_open_at(utc_from_ns(ts_ns), self.timeframe, self.clock)
+        return ns_from_utc(opened), ns_from_utc(bar_end_at(opened, self.timeframe, self.clock))
 
     def _emit(self) -> None:
         spread = self._spread_sum / self._spread_n if self._spread_n else math.nan

@@ -7,14 +7,20 @@ aggregator or a test) and the loop polls for them with a timeout, its heartbeat.
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from core.clocks import Clock
+from core.errors import UsageError
 from core.ports import BarBatch
+from core.timeframes import Timeframe
+from execution.aggregate import BarAggregator
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -105,30 +111,121 @@ class ReplayFeed:
 
 
 class QueueFeed:
-    """A live feed: bars are pushed with :meth:`push` from any thread and polled by the loop."""
+    """A live feed: bars, ticks and conversion rates are pushed from any thread; the loop polls.
 
-    def __init__(self, symbol: str) -> None:
+    - :meth:`push` delivers completed bars (or shorter bars, when the feed aggregates);
+    - :meth:`push_quote` delivers a tick; with ``timeframe`` and ``clock`` given, ticks and
+      shorter bars are cut into the series' bars by :class:`execution.aggregate.BarAggregator`,
+      exactly as the store's resampling cuts them, and a bar is handed out once complete;
+    - :meth:`push_rate` follows the conversion pair: bars without their own ``to_account`` get
+      the last rate pushed, or NaN (no new exposure) when it is older than ``rate_stale_seconds``.
+    """
+
+    def __init__(
+        self,
+        symbol: str,
+        *,
+        timeframe: Timeframe | None = None,
+        clock: Clock | None = None,
+        count_bars: bool = False,
+        rate_stale_seconds: float = 300.0,
+    ) -> None:
         self.symbol = symbol
-        self._queue: queue.Queue[BarBatch | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._last: datetime | None = None
         nothing = np.zeros(0)
         self._empty = bar_batch(np.zeros(0, dtype=np.int64), nothing, nothing, nothing, nothing)
+        self._aggregator = (
+            BarAggregator(timeframe, clock, count_bars=count_bars)
+            if timeframe is not None and clock is not None
+            else None
+        )
+        self._rate: tuple[float, float] | None = None  # (rate, monotonic time pushed)
+        self.rate_stale_seconds = rate_stale_seconds
 
     def push(self, bars: BarBatch | None) -> None:
         """Deliver bars (None ends the feed)."""
-        self._queue.put(bars)
+        self._queue.put(None if bars is None else ("bars", bars))
+
+    def push_quote(self, ts_ns: int, price: float, spread: float = math.nan) -> None:
+        """Deliver one tick (needs ``timeframe`` and ``clock``: the feed aggregates)."""
+        self._queue.put(("quote", (ts_ns, price, spread)))
+
+    def push_rate(self, rate: float) -> None:
+        """Deliver the conversion pair's latest rate (account currency per quote unit)."""
+        self._queue.put(("rate", float(rate)))
 
     def poll(self, timeout: float) -> BarBatch | None:
-        """Return the next bars pushed, an empty batch after ``timeout`` s, None at the end."""
+        """Return bars completed since the last poll; an empty batch after ``timeout`` seconds
+        with none; None when the feed has ended."""
         deadline = time.monotonic() + timeout
-        try:
-            got = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-        except queue.Empty:
-            return self._empty
-        if got is not None:
+        out: list[BarBatch] = []
+        while True:
+            wait = max(deadline - time.monotonic(), 0.0)
+            try:
+                item = self._queue.get(timeout=wait) if not out else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return self._with_rates(out) if out else None
+            kind, payload = item
+            if kind == "rate":
+                self._rate = (payload, time.monotonic())
+                continue
             self._last = datetime.now(UTC)
-        return got
+            got = self._take(kind, payload)
+            if len(got):
+                out.append(got)
+        if self._aggregator is not None and not out:
+            self._aggregator.flush(time.time_ns())
+            got = self._aggregator.take()
+            if len(got):
+                out.append(got)
+        return self._with_rates(out) if out else self._empty
+
+    def _take(self, kind: str, payload: Any) -> BarBatch:
+        aggregator = self._aggregator
+        if aggregator is None:
+            if kind != "bars":
+                raise UsageError("ticks need a feed that aggregates: give timeframe and clock")
+            return payload
+        if kind == "bars":
+            aggregator.add_bars(payload)
+        else:
+            aggregator.add_quote(*payload)
+        return aggregator.take()
+
+    def _with_rates(self, batches: list[BarBatch]) -> BarBatch:
+        joined = batches[0] if len(batches) == 1 else _concat(batches)
+        missing = np.isnan(joined.to_account)
+        if missing.any():
+            rate = math.nan
+            if (
+                self._rate is not None
+                and time.monotonic() - self._rate[1] <= self.rate_stale_seconds
+            ):
+                rate = self._rate[0]
+            rates = joined.to_account.copy()
+            rates[missing] = rate
+            joined = BarBatch(**{**joined.__dict__, "to_account": rates})
+        return joined
 
     def last_data(self) -> datetime | None:
         """Return when bars last arrived (wall time)."""
         return self._last
+
+
+def _concat(batches: list[BarBatch]) -> BarBatch:
+    names = (
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "spread",
+        "next_ts",
+        "end",
+        "to_account",
+    )
+    return BarBatch(**{n: np.concatenate([getattr(b, n) for b in batches]) for n in names})

@@ -331,6 +331,8 @@ class Runtime:
             if len(batch) == 0:
                 self._idle(feed)
                 continue
+            if self.config.mode == "live":
+                self._keep_bars(batch)
             signals = self.stream.update(_columns(batch), self._features_of(batch))
             eventful = self._eventful(signals, len(batch))
             i = 0
@@ -344,6 +346,14 @@ class Runtime:
         self._finish_open_trade()
         self.commit(final=True)
         return self._totals(time.perf_counter() - started)
+
+    def _keep_bars(self, batch: BarBatch) -> None:
+        """Keep live bars in the state database (never appended to the Parquet store)."""
+        self.db.record_bars(
+            self.config.session,
+            zip(batch.ts.tolist(), batch.open.tolist(), batch.high.tolist(), batch.low.tolist(),
+                batch.close.tolist(), batch.volume.tolist(), batch.spread.tolist(), strict=True),
+        )  # fmt: skip
 
     def _idle(self, feed: MarketFeed) -> None:
         """Between bars: apply controls, and watch for a stale feed."""

@@ -750,14 +750,12 @@ def _session_bars() -> BarBatch:
 
 
 def _session(broker: PaperBroker, bars: BarBatch, upto: int) -> None:
-    """Trade a small script through bars ``0..upto-1``: a market buy with a stop loss after
-    bar 1, a working limit sell after bar 3, swap along the way."""
+    """Trade a small script through bars ``0..upto-1``: a market buy with a wide trailing stop
+    after bar 1, a limit sell that keeps working after bar 3, swap and fees along the way."""
     for index in range(upto):
         _bar(broker, bars, index)
         if index == 1:
-            broker.submit(_order("m1", OrderSide.BUY, 1.5 * LOT))
-        if index == 2:
-            broker.modify("m1", stop_loss=float(bars.low[2]) - 0.0050)
+            broker.submit(_order("m1", OrderSide.BUY, 1.5 * LOT, trailing=0.0100))
         if index == 3:
             broker.submit(_order("l1", OrderSide.SELL, 0.5 * LOT, kind=OrderType.LIMIT,
                                  limit=float(bars.high.max()) + 0.0100))  # fmt: skip
@@ -820,6 +818,50 @@ def test_restart_then_replaying_every_bar_ends_as_a_session_never_stopped(
     assert got == expected
 
 
+def test_modify_after_a_restart_sets_the_protective_levels_of_a_filled_order(
+    tmp_path: Path,
+) -> None:
+    # Arrange
+    path = tmp_path / "runtime.db"
+    bars = _bars([ENTRY_BAR, ENTRY_BAR, (1.1000, 1.1005, 1.0970, 1.0990)], spread=0.0)
+    with StateDB(path) as state:
+        broker = _broker(state)
+        _bar(broker, bars, 0)
+        broker.submit(_order("m1", OrderSide.BUY))
+        _bar(broker, bars, 1)
+        broker.journal.commit()
+
+    # Act
+    with StateDB(path) as state:
+        restarted = _broker(state)
+        restarted.modify("m1", stop_loss=1.0980)
+        _bar(restarted, bars, 2)
+        last = restarted.fills_since(None)[-1]
+
+    # Assert
+    assert (last.reason, last.price) == ("stop_loss", 1.0980)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the paper broker takes only the trailing distance from an order; its stop_loss and "
+    "take_profit are kept on the order but never protect the position it opens",
+)
+def test_order_with_a_stop_loss_protects_the_position_it_opens(db: StateDB) -> None:
+    # Arrange
+    bars = _bars([ENTRY_BAR, ENTRY_BAR, (1.1000, 1.1005, 1.0970, 1.0990)], spread=0.0)
+    broker = _broker(db)
+    _bar(broker, bars, 0)
+    order = _order("m1", OrderSide.BUY).model_copy(update={"stop_loss": 1.0980})
+    broker.submit(order)
+
+    # Act
+    _run(broker, bars, 1)
+
+    # Assert
+    assert broker.fills_since(None)[-1].reason == "stop_loss"
+
+
 def test_on_market_of_a_stage_already_processed_changes_nothing(db: StateDB) -> None:
     # Arrange
     bars = _bars([ENTRY_BAR, ENTRY_BAR, ENTRY_BAR], spread=0.0,
@@ -840,10 +882,8 @@ def test_on_market_of_a_stage_already_processed_changes_nothing(db: StateDB) -> 
 
 
 def _state(broker: PaperBroker) -> tuple[object, ...]:
-    """Return the account as the broker keeps it (the swap since the last fill aside: a sum of
-    the same credits, added in another order in bulk)."""
     return (broker.balance, broker.accrued, broker.units, broker.ref, broker.best,
-            broker.last_rate, broker.cursor, broker.account())  # fmt: skip
+            broker.swap_since_fill, broker.last_rate, broker.cursor, broker.account())  # fmt: skip
 
 
 def _twins(
@@ -907,7 +947,6 @@ def test_preview_and_apply_quiet_equal_bar_by_bar_on_market(
     assert balance.tolist() == balances
     assert equity.tolist() == equities
     assert _state(bulk) == _state(stepped)
-    assert bulk.swap_since_fill == pytest.approx(stepped.swap_since_fill, rel=1e-12, abs=1e-10)
     assert bulk.fills_since(None) == stepped.fills_since(None)
     stepped.db.close()
     bulk.db.close()
