@@ -258,6 +258,9 @@ class Runtime:
         cp.kelly = dict(self.sizer.kelly.__dict__)
         body = dict(cp.__dict__)
         self.db.broker_save_state(self._key, body)
+        if cp.bar_ts >= 0:
+            done = cp.bar_ts if cp.stage >= 3 else cp.bar_ts - 1
+            self.db.set_watermark(self.config.session, done, cp.bars, self.clock.now())
         self.db.save_risk(self.config.account, self.risk.state.to_json())
         if self._equity_rows:
             self.db.record_equity(self.config.session, self._equity_rows)
