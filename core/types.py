@@ -263,7 +263,8 @@ class Fill(Frozen):
 
     ``execution_id`` is unique per fill at its broker. ``fees`` are the fill's commission and
     fees, ``slippage`` the adverse price move per unit beyond the quote, ``swap`` the carry the
-    closed units accrued (all in account currency except ``slippage``, a price). ``reason``
+    closed units accrued, ``realized`` the profit or loss the fill closed out, before fees (all
+    in account currency except ``slippage``, a price). ``reason``
     says why it traded: ``signal``, ``reverse``, ``stop_loss``, ``take_profit``,
     ``trailing_stop``, ``flatten``, ...
     """
@@ -278,6 +279,7 @@ class Fill(Frozen):
     fees: float = 0.0
     slippage: float = 0.0
     swap: float = 0.0
+    realized: float = 0.0
     reason: str = ""
     ticket: str | None = None
 

@@ -109,6 +109,7 @@ class _Trade:
     entry_ts: int
     direction: float
     balance_before: float
+    pnl: float = 0.0  # fees paid, swap earned and P&L realized so far, account currency
     peak: float = 0.0
     in_units: float = 0.0
     entry_price: float = 0.0
@@ -258,7 +259,7 @@ class Runtime:
         cp.kelly = dict(self.sizer.kelly.__dict__)
         body = dict(cp.__dict__)
         self.db.broker_save_state(self._key, body)
-        if cp.bar_ts >= 0:
+        if cp.bar_ts >= 0 and self._bars_this_run:
             done = cp.bar_ts if cp.stage >= 3 else cp.bar_ts - 1
             self.db.set_watermark(self.config.session, done, cp.bars, self.clock.now())
         self.db.save_risk(self.config.account, self.risk.state.to_json())
@@ -767,16 +768,10 @@ class Runtime:
         new = fills[skip:]
         if new:
             balance = self.broker.account().balance
-            # The balance after each fill: entries after it only paid their fees.
-            after = [balance] * len(new)
-            for k in range(len(new) - 2, -1, -1):
-                later = new[k + 1]
-                opened = self._is_entry(later, new, k + 1)
-                after[k] = after[k + 1] + (later.fees if opened else 0.0)
-            for fill, balance_after in zip(new, after, strict=True):
+            for fill in new:
                 lots = fill.units / self.costs.contract_size
                 self.db.record_fill(self.config.session, fill, lots)
-                self._apply(fill, b, i, balance_after)
+                self._apply(fill, b, i, balance)
                 ns = ns_from_utc(fill.ts)
                 if ns == cp.last_fill_ns:
                     cp.seen_at_last += 1
@@ -792,10 +787,6 @@ class Runtime:
                 held or Position(symbol=self.config.symbol, units=0.0, avg_price=0.0),
             )
         cp.expect_fills = bool(self.broker.open_orders()) or (cp.units != 0.0 and self._protected())
-
-    def _is_entry(self, fill: Fill, fills: tuple[Fill, ...], k: int) -> bool:
-        units = self.cp.units + sum(f.signed_units for f in fills[:k])
-        return units == 0.0 or (units > 0) == (fill.signed_units > 0)
 
     def _protected(self) -> bool:
         cfg = self.config
@@ -822,9 +813,11 @@ class Runtime:
             trade.out_units += q
             trade.exit_price += (fill.price - trade.exit_price) * (q / trade.out_units)
             trade.costs += cost
+            trade.pnl += fill.swap
+            trade.pnl += fill.realized - fill.fees
             trade.last_balance = balance
             if units == 0.0 or (units > 0) != (before > 0):
-                self._close_trade(trade, balance, fill, b, i)
+                self._close_trade(trade, fill, b, i)
                 self.trade = None
             return
         if trade is None:
@@ -835,6 +828,8 @@ class Runtime:
             self._notice(NoticeKind.TRADE_OPENED, "trade opened",
                          f"{fill.side.value} {fill.units:g} {fill.symbol} at {fill.price:g}")  # fmt: skip
             self._set_protection(fill)
+        trade.pnl += fill.swap
+        trade.pnl -= fill.fees
         trade.in_units += fill.units
         trade.entry_price += (fill.price - trade.entry_price) * (fill.units / trade.in_units)
         trade.notional += fill.units * fill.price * rate
@@ -855,8 +850,8 @@ class Runtime:
         )
         self.broker.modify(fill.client_order_id, stop_loss=stop, take_profit=take)
 
-    def _close_trade(self, trade: _Trade, balance: float, fill: Fill, b: BarBatch, i: int) -> None:
-        pnl = balance - trade.balance_before
+    def _close_trade(self, trade: _Trade, fill: Fill, b: BarBatch, i: int) -> None:
+        pnl = trade.pnl
         ret = pnl / trade.notional if trade.notional else 0.0
         n = self.cp.trades + 1
         self.db.record_trade(
@@ -894,7 +889,9 @@ class Runtime:
                 bid, ask = bid_ask()
                 mark = bid if units > 0 else ask
             exit_price += (mark - exit_price) * (held / out)
-        pnl = account.equity - trade.balance_before
+        # Swap earned since the last fill, then what the open position has accrued.
+        pnl = trade.pnl + (account.balance - trade.last_balance)
+        pnl += account.equity - account.balance
         self.db.record_trade(
             self.config.session, self.cp.trades + 1,
             {

@@ -188,6 +188,7 @@ _SCHEMA: Final = (
         session TEXT NOT NULL, execution_id TEXT NOT NULL, client_order_id TEXT NOT NULL,
         ts TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, units REAL NOT NULL,
         price REAL NOT NULL, fees REAL NOT NULL, slippage REAL NOT NULL, swap REAL NOT NULL,
+        realized REAL NOT NULL DEFAULT 0,
         reason TEXT NOT NULL, ticket TEXT, lots REAL NOT NULL, seq INTEGER NOT NULL,
         PRIMARY KEY (session, execution_id))""",
     "CREATE UNIQUE INDEX IF NOT EXISTS fills_seq ON fills (session, seq)",

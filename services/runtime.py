@@ -28,7 +28,7 @@ from core.ids import new_run_id
 from core.ports import BarBatch, Notifier, NullNotifier
 from core.settings import RiskSettings, Settings
 from core.timeframes import Timeframe
-from core.times import jsonable, utc_now
+from core.times import iso_z, jsonable, utc_now
 from core.types import FeedKind, Instrument, Side
 from execution.brokers.paper import PaperBroker, PaperConfig
 from execution.clock import SimClock
@@ -39,7 +39,7 @@ from execution.loop import Runtime, RuntimeConfig, RunTotals
 from execution.risk import RiskEngine, RiskState, RiskStatus, parse_risk_overrides
 from execution.sizing import Sizer
 from feature_store.series import SeriesData, load_series
-from feature_store.state import ControlRequest, SessionRecord, StateDB
+from feature_store.state import ControlRequest, RiskEventRecord, SessionRecord, StateDB
 from models.strategies.base import Strategy
 from models.strategies.incremental import signal_stream
 from models.strategies.registry import make_strategy
@@ -449,9 +449,6 @@ def run_paper(
             raise
         status = "stopped" if totals.stopped else "finished"
         db.update_session(name, status=status, pid=None)
-        db.set_watermark(name, int(inputs.bars.ts[start + totals.bars_this_run - 1])
-                         if totals.bars_this_run else (record.last_bar_ts or 0), totals.bars,
-                         runtime.clock.now())  # fmt: skip
         db.commit()
         summary = _summary(record, options, totals, resumed, time.perf_counter() - started)
         from core.ports import Notice, NoticeKind
@@ -543,7 +540,7 @@ def session_fills(settings: Settings, session: str | None) -> list[dict[str, Any
                 "session": f.session,
                 "client_order_id": f.client_order_id,
                 "execution_id": f.execution_id,
-                "ts": f.ts,
+                "ts": iso_z(f.ts, "milliseconds"),
                 "symbol": f.symbol,
                 "side": f.side.value,
                 "units": f.units,
@@ -607,20 +604,42 @@ def request_control(
         )  # fmt: skip
         ident = db.request_control(request)
         running = record.status == "running" and record.pid is not None and _alive(record.pid)
-        if not running and action in ("reset", "halt"):
-            limits = parse_risk_overrides(settings.risk, tuple(record.options.get("risk", ())))
-            engine = _risk_engine(db, limits, record.account)
-            now = utc_now()
-            if action == "reset":
-                engine.reset(now, why or "reset by control")
-            else:
-                engine.halt(now, why or "halted by control")
-            db.save_risk(record.account, engine.state.to_json())
-            db.ack_control(
-                ident, now, f"{action} applied to {record.account} (session not running)"
-            )
-            db.commit()
-        return request.model_copy(update={"id": ident})
+        if running:
+            return request.model_copy(update={"id": ident})
+        # Nobody will pick the request up: apply what can be applied to a session at rest.
+        now = utc_now()
+        result = _apply_at_rest(settings, db, record, action, why, now)
+        db.ack_control(ident, now, result)
+        db.commit()
+        return request.model_copy(update={"id": ident, "applied": now, "result": result})
+
+
+def _apply_at_rest(
+    settings: Settings, db: StateDB, record: SessionRecord, action: str, why: str, now: datetime
+) -> str:
+    """Apply a control to a session that is not running; return what was done."""
+    if action in ("reset", "halt"):
+        limits = parse_risk_overrides(settings.risk, tuple(record.options.get("risk", ())))
+        engine = _risk_engine(db, limits, record.account)
+        if action == "reset":
+            events = engine.reset(now, why or "reset by control")
+        else:
+            events = engine.halt(now, why or "halted by control")
+        db.save_risk(record.account, engine.state.to_json())
+        for event in events:
+            db.record_risk_event(
+                RiskEventRecord(
+                    account=event.account, session=record.session, ts=event.ts, kind=event.kind,
+                    from_state=event.from_mode.value, to_state=event.to_mode.value,
+                    reason=event.reason, equity=event.equity,
+                )
+            )  # fmt: skip
+        return f"{action} applied to {record.account} (the session is not running)"
+    if action in ("pause", "resume"):
+        db.update_session(record.session, paused=action == "pause")
+        state = "paused" if action == "pause" else "resumed"
+        return f"{state} (the session is not running; it starts {state} when resumed)"
+    return f"nothing to {action}: the session is not running"
 
 
 def _alive(pid: int) -> bool:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,8 @@ from execution.costs import CostModel
 from execution.journal import Journal
 
 _STAGE_ORDER = {"open": 0, "close": 1}
+# The runtime's client order ids (core.ids.client_order_id): c<yymmddHHMMSS>-<10 base-36 digits>.
+_RUNTIME_ID = re.compile(r"c\d{12}-[0-9a-z]{10}")
 
 
 class PaperConfig(BaseModel):
@@ -137,8 +140,11 @@ class PaperBroker:
         self.fill_count = 0
         self.ticket_count = 0
         self.last_cid = ""  # the greatest client order id accepted
+        self.last_arrival = -1  # when the last order sent reaches the broker (ns)
         self.orders: dict[str, Order] = {}
         self.arrivals: dict[str, int] = {}
+        self.cancels: dict[str, int] = {}  # cancels on their way: client order id -> arrival ns
+        self.modifies: list[tuple[str, int, dict[str, Any]]] = []  # modifies on their way
         self.working: list[str] = []
         self._previewed: tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]] = (
             0, np.zeros(0), np.zeros(0),
@@ -162,7 +168,10 @@ class PaperBroker:
         self.fill_count = int(state["fill_count"])
         self.ticket_count = int(state["ticket_count"])
         self.last_cid = str(state.get("last_cid", ""))
+        self.last_arrival = int(state.get("last_arrival", -1))
         self.arrivals = {k: int(v) for k, v in state["arrivals"].items()}
+        self.cancels = {k: int(v) for k, v in state.get("cancels", {}).items()}
+        self.modifies = [(str(c), int(a), dict(ch)) for c, a, ch in state.get("modifies", [])]
         self.working = [str(c) for c in state["working"]]
         for cid in self.working:
             body = self.db.broker_order(self.config.account, cid)
@@ -191,14 +200,19 @@ class PaperBroker:
                 "opened": self.opened, "cursor_ts": self.cursor[0],
                 "cursor_stage": self.cursor[1], "fill_count": self.fill_count,
                 "ticket_count": self.ticket_count, "last_cid": self.last_cid,
-                "arrivals": self.arrivals,
+                "last_arrival": self.last_arrival,
+                "arrivals": self.arrivals, "cancels": self.cancels,
+                "modifies": [list(m) for m in self.modifies],
                 "working": self.working, "quote": dict(self.quote.__dict__),
             },
         )  # fmt: skip
 
     def _store(self, order: Order) -> Order:
-        self.orders[order.client_order_id] = order
-        self._dirty.add(order.client_order_id)
+        cid = order.client_order_id
+        self.orders[cid] = order
+        self._dirty.add(cid)
+        if _RUNTIME_ID.match(cid) and cid > self.last_cid:
+            self.last_cid = cid
         return order
 
     # -- draws -----------------------------------------------------------------------------
@@ -305,18 +319,24 @@ class PaperBroker:
         r = q.rate
         u = self.units
         fee = 0.0
+        realized = 0.0
         swap = self.swap_since_fill
         remaining = units
         if u != 0.0 and (units > 0.0) != (u > 0.0):
             closing = min(abs(units), abs(u))
             full = closing >= abs(u)
             mark = px if full else self._mark_price(u)
-            paid, _ = self._reduce(closing, px, mark, r)
-            fee += paid
+            fee, realized = self._reduce(closing, px, mark, r)
             remaining = units - math.copysign(closing, units)
         if remaining != 0.0:
+            opening = self.units == 0.0
             mark = self._mark_price(remaining)
             fee += self._open(remaining, px, mark, r, slip)
+            if opening:  # the order's protective levels go to the position it opens
+                if order.stop_loss is not None:
+                    self.stop_loss = order.stop_loss
+                if order.take_profit is not None:
+                    self.take_profit = order.take_profit
             if order.trailing is not None and math.isnan(self.trailing):
                 self.trailing = order.trailing
         self.swap_since_fill = 0.0
@@ -330,7 +350,8 @@ class PaperBroker:
             execution_id=execution_id(order.client_order_id, self.fill_count),
             client_order_id=order.client_order_id, ts=utc_from_ns(at), symbol=order.symbol,
             side=OrderSide.BUY if units > 0 else OrderSide.SELL, units=abs(units), price=px,
-            fees=fee, slippage=slip, swap=swap, reason=reason, ticket=order.ticket,
+            fees=fee, slippage=slip, swap=swap, realized=realized, reason=reason,
+            ticket=order.ticket,
         )  # fmt: skip
         self._store(
             order.model_copy(
@@ -371,6 +392,8 @@ class PaperBroker:
                     order, f"{lots_asked:.4f} lots is below the minimum lot {cfg.min_lot}"
                 )
             units = round(lots / cfg.lot_step) * cfg.lot_step * cfg.costs.contract_size
+        if math.isnan(self.quote.x) and order.type is OrderType.MARKET:
+            return self._reject(order, "no quote yet: the broker has seen no market data")
         if cfg.reject_probability and self._draw(cid, "reject") < cfg.reject_probability:
             return self._reject(order, "rejected by the broker (simulated)")
         if cfg.leverage is not None and not order.reduce_only:
@@ -383,7 +406,6 @@ class PaperBroker:
                     msg = f"insufficient margin: {margin:.2f} needed, equity {equity:.2f}"
                     return self._reject(order, msg)
         self.ticket_count += 1
-        self.last_cid = max(self.last_cid, cid)
         accepted = order.model_copy(
             update={
                 "units": units,
@@ -393,7 +415,10 @@ class PaperBroker:
             }
         )
         self._store(accepted)
-        self.arrivals[cid] = self.quote.ts + self._latency_ns(cid, cfg.latency_submit, "submit")
+        # Orders travel one connection: each arrives no earlier than the one sent before it.
+        arrival = self.quote.ts + self._latency_ns(cid, cfg.latency_submit, "submit")
+        self.last_arrival = max(arrival, self.last_arrival)
+        self.arrivals[cid] = self.last_arrival
         self.working.append(cid)
         if accepted.type is OrderType.MARKET and cfg.immediate and self.quote.ts >= 0:
             self._fill_market(accepted)
@@ -416,34 +441,76 @@ class PaperBroker:
         take_profit: float | None = None,
         trailing: float | None = None,
     ) -> Order:
-        """Change a working order's prices, or the protective levels of the position it opened."""
+        """Change a working order's prices, or the protective levels of the position it opened.
+
+        The change reaches the broker after the modify latency: a bar that opens after it
+        arrives sees it, and so does the range of the bar it arrives in (the order as it was
+        may still have filled at that bar's open).
+        """
         order = self._known(client_order_id)
-        changes: dict[str, Any] = {"updated": self._now()}
+        changes: dict[str, Any] = {}
         for name, value in (("limit_price", limit_price), ("stop_price", stop_price),
                             ("stop_loss", stop_loss), ("take_profit", take_profit),
                             ("trailing", trailing)):  # fmt: skip
             if value is not None:
                 changes[name] = value
-        if order.status in (OrderStatus.FILLED, OrderStatus.PARTIAL) and self.units != 0.0:
-            if stop_loss is not None:
-                self.stop_loss = stop_loss
-            if take_profit is not None:
-                self.take_profit = take_profit
-            if trailing is not None:
-                self.trailing = trailing
-        return self._store(order.model_copy(update=changes))
+        arrival = self.quote.ts + self._latency_ns(
+            f"{client_order_id}:{self.ticket_count}", self.config.latency_modify, "modify"
+        )
+        self.ticket_count += 1
+        self.modifies.append((client_order_id, arrival, changes))
+        if self.config.immediate or arrival <= self.quote.ts:
+            self._apply_requests(self.quote.ts)
+        return self.orders.get(client_order_id, order)
 
     def cancel(self, client_order_id: str) -> Order:
-        """Cancel what is left of a working order (a filled one is returned as it is)."""
+        """Cancel what is left of a working order (a filled one is returned as it is).
+
+        The cancel reaches the broker after the cancel latency; until then the order may still
+        fill (a cancel arriving inside a bar takes effect after that bar's range).
+        """
         order = self._known(client_order_id)
         if not order.status.is_open:
             return order
-        if client_order_id in self.working:
-            self.working.remove(client_order_id)
-            self.arrivals.pop(client_order_id, None)
-        return self._store(
-            order.model_copy(update={"status": OrderStatus.CANCELLED, "updated": self._now()})
+        arrival = self.quote.ts + self._latency_ns(
+            client_order_id, self.config.latency_cancel, "cancel"
         )
+        self.cancels[client_order_id] = arrival
+        if self.config.immediate or arrival <= self.quote.ts:
+            self._apply_requests(self.quote.ts)
+        return self.orders.get(client_order_id, order)
+
+    def _apply_requests(self, now: int) -> None:
+        """Apply the modifies and cancels that have reached the broker by ``now`` (ns)."""
+        if self.modifies:
+            due = [m for m in self.modifies if m[1] <= now]
+            self.modifies = [m for m in self.modifies if m[1] > now]
+            for cid, _, changes in due:
+                order = self.order_status(cid)
+                if order is None:
+                    continue
+                if order.status in (OrderStatus.FILLED, OrderStatus.PARTIAL) and self.units != 0.0:
+                    self.stop_loss = changes.get("stop_loss", self.stop_loss)
+                    self.take_profit = changes.get("take_profit", self.take_profit)
+                    self.trailing = changes.get("trailing", self.trailing)
+                self._store(
+                    order.model_copy(update={**changes, "updated": utc_from_ns(max(now, 0))})
+                )
+        for cid, arrival in list(self.cancels.items()):
+            if arrival > now:
+                continue
+            del self.cancels[cid]
+            order = self.order_status(cid)
+            if order is None or not order.status.is_open:
+                continue
+            if cid in self.working:
+                self.working.remove(cid)
+                self.arrivals.pop(cid, None)
+            self._store(
+                order.model_copy(
+                    update={"status": OrderStatus.CANCELLED, "updated": utc_from_ns(max(now, 0))}
+                )
+            )
 
     def _known(self, client_order_id: str) -> Order:
         order = self.order_status(client_order_id)
@@ -487,8 +554,8 @@ class PaperBroker:
         known = self.orders.get(client_order_id)
         if known is not None:
             return known
-        if client_order_id > self.last_cid:
-            return None  # ids grow with time and sequence: one above the last is new
+        if _RUNTIME_ID.match(client_order_id) and client_order_id > self.last_cid:
+            return None  # the runtime's ids grow with time and sequence: one above the last is new
         body = self.db.broker_order(self.config.account, client_order_id)
         return None if body is None else Order.model_validate(body)
 
@@ -526,15 +593,24 @@ class PaperBroker:
         if stage == "open":
             q.ts, q.stage, q.x = ts, "open", float(bars.open[index])
             q.rate = self.last_rate  # the rate known at the open is the last close's
+            if self.cancels or self.modifies:
+                self._apply_requests(ts)
             self._fill_arrived()
         else:
             q.stage = "close"
             q.rate = rate
+            if self.modifies:  # a change arriving inside the bar holds for its range
+                due = [m for m in self.modifies if m[1] < q.end]
+                if due:
+                    self._apply_requests(max(m[1] for m in due))
             self._swap(ts, int(bars.next_ts[index]))
-            self._protective(float(bars.open[index]))
+            if self.units != 0.0 and self._market_open(ts):
+                self._protective(float(bars.open[index]))
             if self.working and self._market_open(ts):
                 self._working_orders(float(bars.open[index]))
             q.ts, q.x = q.end, float(bars.close[index])
+            if self.cancels:  # cancels arriving inside the bar hold after its range
+                self._apply_requests(q.end - 1)
             if self.units != 0.0:
                 mark = self._mark_price(self.units)
                 self.accrued += self.units * (mark - self.ref) * rate
@@ -555,7 +631,7 @@ class PaperBroker:
         (and the same order of additions) as one bar at a time. Nothing changes until
         :meth:`apply_quiet`.
         """
-        if (int(bars.ts[start]), 0) <= self.cursor:
+        if (int(bars.ts[start]), 0) <= self.cursor or self.cancels or self.modifies:
             return 0, np.empty(0), np.empty(0)
         u = self.units
         costs = self.costs
@@ -767,7 +843,8 @@ class PaperBroker:
                 elif (buy and hi >= trigger) or (not buy and lo <= trigger):
                     px = trigger + slip if buy else trigger - slip
             if not math.isnan(px):
-                self._trade(order, order.remaining * order.side.sign, px, slip, order.reason)
+                reason = order.reason or order.type.value
+                self._trade(order, order.remaining * order.side.sign, px, slip, reason)
 
 
 def _rollovers(

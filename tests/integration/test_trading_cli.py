@@ -5,7 +5,9 @@ bars of 2017, no spread column)."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +56,17 @@ def _sql(home: Path, query: str) -> list[dict[str, Any]]:
     return _ok(invoke(["data", "sql", query, "--json"], home))
 
 
+@dataclass(frozen=True)
 class Desk:
-    """A copy of the sample desk with one finished paper session, ``base``."""
+    """A copy of the sample desk with one finished paper session, ``base``, and its summary
+    (tests read it; a test that changes a desk copies it first)."""
 
-    def __init__(self, home: Path, base: dict[str, Any]) -> None:
-        self.home = home
-        self.base = base
+    home: Path
+    base: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
 def desk(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> Desk:
-    import shutil
-
     home = tmp_path_factory.mktemp("trading") / "home"
     shutil.copytree(sample_desk.home, home)
     return Desk(home, _one(_paper(home, "base")))
@@ -114,11 +115,6 @@ def test_paper_rerun_of_a_session_processes_no_bars_and_prints_the_same_totals(
     assert {k: second[k] for k in same} == {k: first[k] for k in same}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a rerun that processes no bars records the session as updated at the replay "
-    "clock's origin, 1970-01-01",
-)
 def test_paper_rerun_of_a_session_keeps_when_it_was_last_updated(own_desk: Path) -> None:
     # Arrange
     _one(_paper(own_desk, "again"))
@@ -263,11 +259,6 @@ def test_risk_reset_of_a_finished_session_clears_its_halt(own_desk: Path) -> Non
     assert (status["state"], status["reason"]) == ("active", "checked")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reset applied at once to a session not running is answered with the request as "
-    "queued: applied and result stay empty",
-)
 def test_risk_reset_of_a_finished_session_answers_that_it_was_applied(own_desk: Path) -> None:
     # Arrange
     _one(_paper(own_desk, "tight", "--risk", "max_daily_loss=0.0001"))
@@ -303,9 +294,8 @@ def test_control_of_a_finished_session_is_recorded(own_desk: Path, action: str) 
 
 def test_backtest_event_engine_json_has_the_vector_keys_and_figures(desk: Desk) -> None:
     # Arrange
-    args = ["backtest", "--symbol", "EURUSD", "--timeframe", "H1", "--strategy", "sma_cross",
-            "--param", "fast=10", "--param", "slow=40", "--param", "allow_short=true",
-            "--spread", "1", "--fees", "0.00002", "--stop-loss", "30", "--no-report", "--json"]  # fmt: skip
+    args = ["backtest", *PAPER[1:], "--spread", "1", "--fees", "0.00002", "--stop-loss", "30",
+            "--no-report", "--json"]  # fmt: skip
 
     # Act
     vector = _one(invoke(args, desk.home))

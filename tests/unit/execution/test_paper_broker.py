@@ -38,6 +38,7 @@ MONDAY = utc(2024, 1, 8)
 LOT = 100_000.0
 ACCOUNT = "paper:test"
 Row = tuple[float, float, float, float]
+ENTRY_BAR: Row = (1.1000, 1.1005, 1.0995, 1.1000)  # positions open at its close
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -396,9 +397,9 @@ def test_stop_order_not_reached_keeps_working(db: StateDB) -> None:
 
 
 def test_cancel_of_a_working_order_stops_it_filling(db: StateDB) -> None:
-    # Arrange
+    # Arrange: a cancel that reaches the broker at once
     bars = _bars([(1.1, 1.101, 1.099, 1.1), (1.1000, 1.1010, 1.0980, 1.1000)], spread=0.0)
-    broker = _broker(db)
+    broker = _broker(db, latency_cancel=0.0, jitter=0.0)
     _bar(broker, bars, 0)
     broker.submit(_order("l1", OrderSide.BUY, kind=OrderType.LIMIT, limit=1.0990))
 
@@ -411,10 +412,53 @@ def test_cancel_of_a_working_order_stops_it_filling(db: StateDB) -> None:
     assert broker.open_orders() == () and broker.fills_since(None) == ()
 
 
+def test_cancel_in_flight_order_still_fills_in_the_bar_the_cancel_arrives_in(
+    db: StateDB,
+) -> None:
+    # Arrange: the cancel takes 50 ms; the next bar trades through the limit before it lands
+    bars = _bars(
+        [(1.1, 1.101, 1.099, 1.1), (1.1000, 1.1010, 1.0980, 1.1000), (1.1, 1.101, 1.098, 1.1)],
+        spread=0.0,
+    )  # fmt: skip
+    broker = _broker(db, latency_cancel=0.05, jitter=0.0)
+    _bar(broker, bars, 0)
+    broker.submit(_order("l1", OrderSide.BUY, kind=OrderType.LIMIT, limit=1.0990))
+
+    # Act
+    pending = broker.cancel("l1")
+    _bar(broker, bars, 1)
+
+    # Assert: still working when asked; filled by the bar the cancel arrived in
+    assert pending.status is OrderStatus.WORKING
+    (fill,) = broker.fills_since(None)
+    assert fill.price == 1.0990
+    assert broker.order_status("l1").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+def test_cancel_in_flight_arriving_before_a_bar_opens_stops_it_filling(db: StateDB) -> None:
+    # Arrange: the cancel lands before the next bar opens (its latency is shorter than the gap)
+    bars = _bars(
+        [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), (1.1000, 1.1010, 1.0980, 1.1000)],
+        spread=0.0,
+    )  # fmt: skip
+    broker = _broker(db, latency_cancel=0.05, jitter=0.0)
+    _bar(broker, bars, 0)
+    broker.submit(_order("l1", OrderSide.BUY, kind=OrderType.LIMIT, limit=1.0990))
+    broker.cancel("l1")
+
+    # Act
+    _bar(broker, bars, 1)
+    _bar(broker, bars, 2)
+
+    # Assert
+    assert broker.fills_since(None) == ()
+    assert broker.order_status("l1").status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+
+
 def test_modify_of_a_working_limit_moves_where_it_fills(db: StateDB) -> None:
-    # Arrange
+    # Arrange: a modify that reaches the broker at once
     bars = _bars([(1.1, 1.101, 1.099, 1.1), (1.1000, 1.1010, 1.0980, 1.1000)], spread=0.0)
-    broker = _broker(db)
+    broker = _broker(db, latency_modify=0.0, jitter=0.0)
     _bar(broker, bars, 0)
     broker.submit(_order("l1", OrderSide.BUY, kind=OrderType.LIMIT, limit=1.0950))
 
@@ -429,8 +473,6 @@ def test_modify_of_a_working_limit_moves_where_it_fills(db: StateDB) -> None:
 
 
 # -- protective levels -----------------------------------------------------------------------
-
-ENTRY_BAR = (1.1000, 1.1005, 1.0995, 1.1000)
 
 
 def test_protective_stop_and_take_profit_both_reachable_takes_the_stop(db: StateDB) -> None:
@@ -712,11 +754,6 @@ def test_limit_order_is_not_filled_by_a_bar_while_the_market_is_closed(db: State
     assert broker.fills_since(None) == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protective levels are checked on every bar's range, a bar stamped while the market "
-    "is closed included",
-)
 def test_protective_stop_is_not_hit_by_a_bar_while_the_market_is_closed(db: StateDB) -> None:
     # Arrange: long 1 lot at Friday's last close with a stop at 1.19; a stray Saturday bar
     # trades through it, Sunday's first bar does not
@@ -826,6 +863,26 @@ def test_submit_of_a_filled_order_after_a_restart_returns_it_without_trading(
     assert units == LOT
 
 
+def test_rejected_order_is_known_after_a_restart(tmp_path: Path) -> None:
+    # Arrange: c2 asks for 28 lots, more than 100,000 of equity carries at 30:1
+    path = tmp_path / "runtime.db"
+    bars = _bars([ENTRY_BAR], spread=0.0)
+    with StateDB(path) as state:
+        broker = _broker(state)
+        _bar(broker, bars, 0)
+        broker.submit(_order("c1", OrderSide.BUY))
+        rejected = broker.submit(_order("c2", OrderSide.BUY, 28 * LOT))
+        broker.journal.commit()
+
+    # Act
+    with StateDB(path) as state:
+        found = _broker(state).order_status("c2")
+
+    # Assert
+    assert rejected.status is OrderStatus.REJECTED
+    assert found == rejected
+
+
 def _session_bars() -> BarBatch:
     rng = np.random.default_rng(5)
     close = 1.1 + np.cumsum(rng.normal(0.0, 0.0008, 12))
@@ -926,11 +983,6 @@ def test_modify_after_a_restart_sets_the_protective_levels_of_a_filled_order(
     assert (last.reason, last.price) == ("stop_loss", 1.0980)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the paper broker takes only the trailing distance from an order; its stop_loss and "
-    "take_profit are kept on the order but never protect the position it opens",
-)
 def test_order_with_a_stop_loss_protects_the_position_it_opens(db: StateDB) -> None:
     # Arrange
     bars = _bars([ENTRY_BAR, ENTRY_BAR, (1.1000, 1.1005, 1.0970, 1.0990)], spread=0.0)
@@ -1076,16 +1128,22 @@ def test_preview_quiet_of_bars_already_processed_is_empty(db: StateDB) -> None:
     assert count == 0 and balance.size == 0 and equity.size == 0
 
 
-def test_account_equity_marks_a_long_at_the_bid_and_a_short_at_the_ask(db: StateDB) -> None:
-    # Arrange: mid bars with a 2-pip spread; long 1 lot at the ask 1.1001, then the close 1.1010
+@pytest.mark.parametrize(
+    ("side", "entry", "mark"), [(OrderSide.BUY, 1.1001, 1.1009), (OrderSide.SELL, 1.0999, 1.1011)]
+)
+def test_account_equity_marks_a_long_at_the_bid_and_a_short_at_the_ask(
+    db: StateDB, side: OrderSide, entry: float, mark: float
+) -> None:
+    # Arrange: mid bars with a 2-pip spread; 1 lot opened at bar 0's close of 1.1000
     bars = _bars([ENTRY_BAR, (1.1000, 1.1012, 1.0998, 1.1010)], spread=0.0002)
-    opened = _open(db, bars, OrderSide.BUY, _costs("mid"))
+    opened = _open(db, bars, side, _costs("mid"))
 
     # Act
     _bar(opened.broker, bars, 1)
     account = opened.broker.account()
 
-    # Assert: valued at the bid 1.1009
-    assert opened.price == pytest.approx(1.1001, abs=1e-12)
-    assert account.equity - account.balance == pytest.approx(LOT * (1.1009 - 1.1001), rel=1e-9)
-    assert math.isclose(account.margin_used, LOT * 1.1009 / 30.0, rel_tol=1e-12)
+    # Assert: bar 1's close of 1.1010 is a bid of 1.1009 and an ask of 1.1011
+    assert opened.price == pytest.approx(entry, abs=1e-12)
+    profit = side.sign * LOT * (mark - entry)
+    assert account.equity - account.balance == pytest.approx(profit, rel=1e-9)
+    assert math.isclose(account.margin_used, LOT * mark / 30.0, rel_tol=1e-12)
