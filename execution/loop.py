@@ -64,7 +64,7 @@ from execution.costs import CostModel
 from execution.journal import Journal
 from execution.risk import OrderCheck, RiskEngine, RiskEvent, RiskMode, increases_exposure
 from execution.sizing import Sizer
-from feature_store.state import ControlRequest, IntentRecord, RiskEventRecord
+from feature_store.state import EQUITY_POINT, ControlRequest, IntentRecord, RiskEventRecord
 from models.strategies.base import Signals, SignalStream
 
 Stage = Literal["open", "close", "decide", "end"]
@@ -224,7 +224,8 @@ class Runtime:
         self.seq = 0
         self.trade: _Trade | None = None
         self.collected = Collected() if config.collect else None
-        self._equity_rows: list[tuple[int, float, float, float]] = []
+        self._equity_rows: list[tuple[int, float, float, float]] = []  # single bars
+        self._equity_parts: list[np.ndarray] = []  # runs of quiet bars, and singles before them
         self._notices: list[Notice] = []
         self._bars_this_run = 0
         self._last_commit = time.monotonic()
@@ -263,9 +264,19 @@ class Runtime:
             done = cp.bar_ts if cp.stage >= 3 else cp.bar_ts - 1
             self.db.set_watermark(self.config.session, done, cp.bars, self.clock.now())
         self.db.save_risk(self.config.account, self.risk.state.to_json())
+        points = self._equity_points()
+        if points.shape[0]:
+            self.db.record_equity(self.config.session, points)
+
+    def _equity_points(self) -> np.ndarray:
+        """Return the equity points since the last commit, in time order, and forget them."""
         if self._equity_rows:
-            self.db.record_equity(self.config.session, self._equity_rows)
+            self._equity_parts.append(np.array(self._equity_rows, dtype=EQUITY_POINT))
             self._equity_rows = []
+        parts, self._equity_parts = self._equity_parts, []
+        if not parts:
+            return np.zeros(0, dtype=EQUITY_POINT)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def commit(self, *, final: bool = False) -> None:
         """Make everything written so far durable, then send the notices it was holding.
@@ -468,11 +479,17 @@ class Runtime:
         else:
             exposure = np.zeros(count)
         if self.config.record_equity:
-            self._equity_rows.extend(
-                zip(
-                    ends.tolist(), balance.tolist(), equity.tolist(), exposure.tolist(), strict=True
-                )
+            if self._equity_rows:
+                self._equity_parts.append(np.array(self._equity_rows, dtype=EQUITY_POINT))
+                self._equity_rows = []
+            run = np.empty(count, dtype=EQUITY_POINT)
+            run["ts"], run["balance"], run["equity"], run["exposure"] = (
+                ends,
+                balance,
+                equity,
+                exposure,
             )
+            self._equity_parts.append(run)
         if self.collected is not None:
             c = self.collected
             c.ts.extend(b.ts[i : i + count].tolist())
@@ -725,8 +742,12 @@ class Runtime:
         return self.db.intent(self.config.session, cid)
 
     def _check(self, units: float, price: float, b: BarBatch, i: int, now: datetime) -> str | None:
-        """Return why the risk engine (or the loop's own guards) refuse an order, else None."""
-        u = self._units()
+        """Return why the risk engine (or the loop's own guards) refuse an order, else None.
+
+        The order is judged against the position once the orders still working have filled
+        (the opening leg of a reverse adds exposure even while its closing leg waits).
+        """
+        u = self._planned_units()
         entry = increases_exposure(u, units)
         if entry and self._paused:
             return "paused"

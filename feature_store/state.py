@@ -35,6 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -201,10 +203,12 @@ _SCHEMA: Final = (
         direction TEXT, units REAL, entry_price REAL, exit_price REAL, pnl REAL,
         "return" REAL, costs REAL, exit_reason TEXT, bars_held INTEGER,
         PRIMARY KEY (session, n))""",
+    # The equity curve, one row per batch of bars: (ts ns, balance, equity, exposure) records
+    # packed little-endian; a later batch's point for the same time replaces an earlier one.
     """CREATE TABLE IF NOT EXISTS equity (
-        session TEXT NOT NULL, ts_ns INTEGER NOT NULL,
-        balance REAL NOT NULL, equity REAL NOT NULL, exposure REAL NOT NULL,
-        PRIMARY KEY (session, ts_ns)) WITHOUT ROWID""",
+        id INTEGER PRIMARY KEY, session TEXT NOT NULL, first_ns INTEGER NOT NULL,
+        last_ns INTEGER NOT NULL, points BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS equity_session ON equity (session, id)",
     """CREATE TABLE IF NOT EXISTS risk_state (
         account TEXT PRIMARY KEY, state TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS risk_events (
@@ -267,6 +271,19 @@ def _cell(value: object) -> object:
 
 
 _PLAIN = (str, float, int, bool)
+
+#: One point of an equity curve, as the ``equity`` table packs it.
+EQUITY_POINT: Final = np.dtype(
+    [("ts", "<i8"), ("balance", "<f8"), ("equity", "<f8"), ("exposure", "<f8")]
+)
+
+
+def _latest_points(chunks: list[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
+    """Join batches of points in the order recorded; the last point for a time wins."""
+    joined = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    backwards = joined[::-1]
+    _, first = np.unique(backwards["ts"], return_index=True)  # the last recorded, in time order
+    return backwards[first]
 
 
 def _row(record: Frozen, fields: Iterable[str]) -> list[object]:
@@ -613,23 +630,47 @@ class StateDB:
         ).fetchall()
         return [_times(row, *_TRADE_TIMES) for row in rows]
 
-    def record_equity(self, session: str, rows: Iterable[tuple[int, float, float, float]]) -> None:
-        """Record equity points (ts ns, balance, equity, exposure); a known ts is replaced."""
-        # One row per bar: kept lean (the time as ns; its text is made by the snapshot).
-        self._con.executemany(
-            "INSERT INTO equity (session, ts_ns, balance, equity, exposure) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session, ts_ns) DO UPDATE SET "
-            "balance = excluded.balance, equity = excluded.equity, exposure = excluded.exposure",
-            [(session, *row) for row in rows],
+    def record_equity(
+        self,
+        session: str,
+        rows: Iterable[tuple[int, float, float, float]] | npt.NDArray[np.void],
+    ) -> None:
+        """Record equity points (ts ns, balance, equity, exposure); a known ts is replaced.
+
+        ``rows`` are tuples or an array of :data:`EQUITY_POINT` records. The points are kept as
+        one packed row per call (a session records one per commit), so a million bars cost one
+        row per batch rather than one per bar.
+        """
+        points = rows if isinstance(rows, np.ndarray) else np.array(list(rows), dtype=EQUITY_POINT)
+        if points.shape[0] == 0:
+            return
+        points = points.astype(EQUITY_POINT, copy=False)
+        self._con.execute(
+            "INSERT INTO equity (session, first_ns, last_ns, points) VALUES (?, ?, ?, ?)",
+            [session, int(points["ts"][0]), int(points["ts"][-1]), points.tobytes()],
         )
+
+    def equity_points(self, session: str | None = None) -> dict[str, npt.NDArray[np.void]]:
+        """Return each session's equity curve as :data:`EQUITY_POINT` records in time order."""
+        sql = "SELECT session, points FROM equity"
+        args: list[str] = []
+        if session is not None:
+            sql += " WHERE session = ?"
+            args.append(session)
+        parts: dict[str, list[npt.NDArray[np.void]]] = {}
+        for name, blob in self._con.execute(sql + " ORDER BY session, id", args):
+            parts.setdefault(str(name), []).append(np.frombuffer(blob, dtype=EQUITY_POINT))
+        return {name: _latest_points(chunks) for name, chunks in parts.items()}
 
     def equity(self, session: str) -> list[tuple[str, float, float, float]]:
         """Return a session's equity curve as (ts ISO, balance, equity, exposure), in time order."""
-        rows = self._con.execute(
-            "SELECT ts_ns, balance, equity, exposure FROM equity WHERE session = ? ORDER BY ts_ns",
-            [session],
-        )
-        return [(iso_z_ns(int(r[0])), float(r[1]), float(r[2]), float(r[3])) for r in rows]
+        points = self.equity_points(session).get(session)
+        if points is None:
+            return []
+        return [
+            (iso_z_ns(int(p["ts"])), float(p["balance"]), float(p["equity"]), float(p["exposure"]))
+            for p in points
+        ]
 
     # -- risk ----------------------------------------------------------------------------------
 
@@ -880,7 +921,7 @@ _VIEWS: Final[dict[str, tuple[str, tuple[tuple[str, str], ...]]]] = {
          ("reason", _TEXT), ("seq", _INT)),
     ),
     "live_equity": (
-        "SELECT session, ts_ns, balance, equity, exposure FROM equity ORDER BY session, ts_ns",
+        "",  # unpacked from the equity table's batches: see _equity_frame
         (("session", _TEXT), ("ts", _NS), ("balance", _REAL), ("equity", _REAL),
          ("exposure", _REAL)),
     ),
@@ -916,7 +957,37 @@ _READ_AS: Final[dict[str, pl.DataType]] = {
 }  # fmt: skip
 
 
+def _equity_frame(con: sqlite3.Connection) -> pl.DataFrame:
+    parts: dict[str, list[npt.NDArray[np.void]]] = {}
+    for name, blob in con.execute("SELECT session, points FROM equity ORDER BY session, id"):
+        parts.setdefault(str(name), []).append(np.frombuffer(blob, dtype=EQUITY_POINT))
+    frames = [
+        pl.DataFrame(
+            {
+                "session": pl.Series([name] * len(points), dtype=pl.String),
+                "ts": pl.Series(points["ts"] // 1000).cast(pl.Datetime("us")),
+                "balance": points["balance"], "equity": points["equity"],
+                "exposure": points["exposure"],
+            }
+        ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+        for name, points in ((n, _latest_points(c)) for n, c in sorted(parts.items()))
+    ]  # fmt: skip
+    if not frames:
+        return pl.DataFrame(
+            schema={
+                "session": pl.String(),
+                "ts": pl.Datetime("us", "UTC"),
+                "balance": pl.Float64(),
+                "equity": pl.Float64(),
+                "exposure": pl.Float64(),
+            }
+        )
+    return pl.concat(frames)
+
+
 def _view_frame(con: sqlite3.Connection, view: str) -> pl.DataFrame:
+    if view == "live_equity":
+        return _equity_frame(con)
     sql, columns = _VIEWS[view]
     rows = con.execute(sql).fetchall()
     frame = pl.DataFrame(

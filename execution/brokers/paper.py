@@ -141,6 +141,7 @@ class PaperBroker:
         self.ticket_count = 0
         self.last_cid = ""  # the greatest client order id accepted
         self.last_arrival = -1  # when the last order sent reaches the broker (ns)
+        self.last_fill_ns = -1  # when the last fill happened (ns)
         self.orders: dict[str, Order] = {}
         self.arrivals: dict[str, int] = {}
         self.cancels: dict[str, int] = {}  # cancels on their way: client order id -> arrival ns
@@ -169,6 +170,7 @@ class PaperBroker:
         self.ticket_count = int(state["ticket_count"])
         self.last_cid = str(state.get("last_cid", ""))
         self.last_arrival = int(state.get("last_arrival", -1))
+        self.last_fill_ns = int(state.get("last_fill_ns", -1))
         self.arrivals = {k: int(v) for k, v in state["arrivals"].items()}
         self.cancels = {k: int(v) for k, v in state.get("cancels", {}).items()}
         self.modifies = [(str(c), int(a), dict(ch)) for c, a, ch in state.get("modifies", [])]
@@ -200,7 +202,7 @@ class PaperBroker:
                 "opened": self.opened, "cursor_ts": self.cursor[0],
                 "cursor_stage": self.cursor[1], "fill_count": self.fill_count,
                 "ticket_count": self.ticket_count, "last_cid": self.last_cid,
-                "last_arrival": self.last_arrival,
+                "last_arrival": self.last_arrival, "last_fill_ns": self.last_fill_ns,
                 "arrivals": self.arrivals, "cancels": self.cancels,
                 "modifies": [list(m) for m in self.modifies],
                 "working": self.working, "quote": dict(self.quote.__dict__),
@@ -345,7 +347,9 @@ class PaperBroker:
         avg = order.avg_price or 0.0
         avg += (px - avg) * (abs(units) / filled)
         status = OrderStatus.FILLED if filled >= order.units * (1 - 1e-12) else OrderStatus.PARTIAL
-        at = max(q.ts, self.arrivals.get(order.client_order_id, q.ts))
+        # A broker's fills come in time order: never before the fill before this one.
+        at = max(q.ts, self.arrivals.get(order.client_order_id, q.ts), self.last_fill_ns)
+        self.last_fill_ns = at
         fill = Fill(
             execution_id=execution_id(order.client_order_id, self.fill_count),
             client_order_id=order.client_order_id, ts=utc_from_ns(at), symbol=order.symbol,
