@@ -243,6 +243,7 @@ _FILL_FIELDS: Final = tuple(Fill.model_fields)
 _POSITION_FIELDS: Final = tuple(Position.model_fields)
 _SESSION_FIELDS: Final = tuple(SessionRecord.model_fields)
 _INTENT_FIELDS: Final = tuple(IntentRecord.model_fields)
+
 _RISK_EVENT_FIELDS: Final = tuple(RiskEventRecord.model_fields)
 _CONTROL_FIELDS: Final = tuple(f for f in ControlRequest.model_fields if f != "id")
 _SESSION_UPDATES: Final = frozenset({"status", "paused", "updated", "pid", "last_bar_ts", "bars"})
@@ -287,7 +288,8 @@ def _latest_points(chunks: list[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
 
 
 def _row(record: Frozen, fields: Iterable[str]) -> list[object]:
-    return [_cell(getattr(record, name)) for name in fields]
+    values = record.__dict__  # a model's fields, without attribute lookups
+    return [_cell(values[name]) for name in fields]
 
 
 def _times(row: sqlite3.Row, *names: str) -> dict[str, Any]:
@@ -305,6 +307,23 @@ def _columns(fields: Iterable[str]) -> str:
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
+
+
+# The statements written on every order and fill, built once.
+_SQL_INTENT: Final = (
+    f"INSERT OR IGNORE INTO intents ({_columns(_INTENT_FIELDS)}) "
+    f"VALUES ({_marks(len(_INTENT_FIELDS))})"
+)
+_SQL_ORDER: Final = (
+    f"INSERT INTO orders (session, {_columns(_ORDER_FIELDS)}) "
+    f"VALUES ({_marks(len(_ORDER_FIELDS) + 1)}) ON CONFLICT (session, client_order_id) DO UPDATE "
+    "SET " + ", ".join(f'"{n}" = excluded."{n}"' for n in _ORDER_FIELDS[1:])
+)
+_SQL_FILL: Final = (
+    f"INSERT OR IGNORE INTO fills (session, lots, seq, {_columns(_FILL_FIELDS)}) "
+    f"SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, {_marks(len(_FILL_FIELDS))} "
+    "FROM fills WHERE session = ?"
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -486,11 +505,7 @@ class StateDB:
 
     def record_intent(self, rec: IntentRecord) -> bool:
         """Record a decision before its order is sent; return False if it was recorded already."""
-        cur = self._con.execute(
-            f"INSERT OR IGNORE INTO intents ({_columns(_INTENT_FIELDS)}) "
-            f"VALUES ({_marks(len(_INTENT_FIELDS))})",
-            _row(rec, _INTENT_FIELDS),
-        )
+        cur = self._con.execute(_SQL_INTENT, _row(rec, _INTENT_FIELDS))
         return cur.rowcount == 1
 
     def intent(self, session: str, cid: str) -> IntentRecord | None:
@@ -519,13 +534,7 @@ class StateDB:
 
     def upsert_order(self, session: str, order: Order) -> None:
         """Record an order, or replace what is recorded of it (same client order id)."""
-        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in _ORDER_FIELDS[1:])
-        self._con.execute(
-            f"INSERT INTO orders (session, {_columns(_ORDER_FIELDS)}) "
-            f"VALUES ({_marks(len(_ORDER_FIELDS) + 1)}) "
-            f"ON CONFLICT (session, client_order_id) DO UPDATE SET {updates}",
-            [session, *_row(order, _ORDER_FIELDS)],
-        )
+        self._con.execute(_SQL_ORDER, [session, *_row(order, _ORDER_FIELDS)])
 
     def orders(self, session: str) -> list[Order]:
         """Return a session's orders in the order they were first recorded."""
@@ -549,10 +558,7 @@ class StateDB:
     def record_fill(self, session: str, fill: Fill, lots: float) -> bool:
         """Record a fill as the session's next execution; return False for a known execution id."""
         cur = self._con.execute(
-            f"INSERT OR IGNORE INTO fills (session, lots, seq, {_columns(_FILL_FIELDS)}) "
-            f"SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, {_marks(len(_FILL_FIELDS))} "
-            "FROM fills WHERE session = ?",
-            [session, float(lots), *_row(fill, _FILL_FIELDS), session],
+            _SQL_FILL, [session, float(lots), *_row(fill, _FILL_FIELDS), session]
         )
         return cur.rowcount == 1
 
