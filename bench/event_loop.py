@@ -19,15 +19,16 @@
    ``exclusive_orders=True``, ``finalize_trades=True``; bars / wall seconds of ``Backtest.run``.
 3. The ratio loop / backtesting.py, against the target of at least 2x and 300,000 bars/s.
 4. **Restart latency.** A paper session on the last 200,000 bars is killed (SIGKILL) once its
-   committed checkpoint has passed half of them, then restarted with the same ``--session``:
+   committed watermark (the session's ``bars`` in the state database) has passed half of
+   them, then restarted with the same ``--session``:
    a. as a person does, ``solodesk paper ... --session S`` in a fresh process: from spawning
-      it to the first commit of a bar after the checkpoint at the kill, read by polling the
-      state database every millisecond (a commit holds at most 1,000 bars, so the figure is
-      an upper bound by at most that many bars' processing);
+      it to the first commit of a bar after the watermark at the kill, read by polling the
+      session every millisecond (a commit holds at most 1,000 bars, so the figure is an upper
+      bound by at most that many bars' processing);
    b. in process, ``run_paper(..., session=S)`` in an interpreter that has already imported
-      the runtime: from the call to the first batch handed out after the checkpoint and to
+      the runtime: from the call to the first batch handed out after the watermark and to
       the next one (the ``on_batch`` callback), between which the first bar after the
-      checkpoint is processed. Twice: first in a fresh interpreter (the compiled indicator
+      watermark is processed. Twice: first in a fresh interpreter (the compiled indicator
       kernels load from Numba's cache on their first call), then, on a second killed
       session, after an uninterrupted run has loaded them.
    Each resumed session's ledger hash is compared with the uninterrupted session's on the
@@ -336,19 +337,21 @@ def _profile(home: Path, start: str, allow_short: bool, top: int) -> None:
 # -- the parent ------------------------------------------------------------------------------
 
 
-def _checkpoint(db: StateDB, session: str) -> tuple[int, int]:
-    """Return the committed loop checkpoint of a session: bars finished, bar in progress (ns)."""
-    body = db.broker_state(f"loop:{session}")
-    return (-1, -1) if body is None else (int(body["bars"]), int(body["bar_ts"]))
+def _watermark(db: StateDB, session: str) -> tuple[int, int]:
+    """Return a session's committed watermark: bars processed, the last one's open (ns)."""
+    record = db.session(session)
+    if record is None:
+        return -1, -1
+    return record.bars, -1 if record.last_bar_ts is None else record.last_bar_ts
 
 
 def _wait_for(
     db: StateDB, session: str, done: Callable[[int], bool], process: subprocess.Popen[Any]
 ) -> float:
-    """Poll the checkpoint until ``done(bars)``; return when (perf_counter), or fail if the
+    """Poll the watermark until ``done(bars)``; return when (perf_counter), or fail if the
     process ends first."""
     while True:
-        bars, _ = _checkpoint(db, session)
+        bars, _ = _watermark(db, session)
         if done(bars):
             return time.perf_counter()
         if process.poll() is not None:
@@ -360,17 +363,19 @@ def _wait_for(
 def _kill_midway(
     command: list[str], env: dict[str, str], db: StateDB, session: str, at: int
 ) -> dict[str, Any]:
-    """Start a session, SIGKILL it once its checkpoint has passed ``at`` bars; return where the
-    committed checkpoint stood."""
+    """Start a session, SIGKILL it once its watermark has passed ``at`` bars; return where the
+    committed watermark stood."""
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
     started = time.perf_counter()
-    _wait_for(db, session, lambda bars: bars >= at, process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    bars, bar_ts = _checkpoint(db, session)
+    try:
+        _wait_for(db, session, lambda bars: bars >= at, process)
+    finally:
+        process.send_signal(signal.SIGKILL)  # also when the wait failed: no session left behind
+        process.wait()
+    bars, bar_ts = _watermark(db, session)
     return {"killed_after_seconds": time.perf_counter() - started, "bars_at_kill": bars,
-            "bar_ts_at_kill": bar_ts}  # fmt: skip
+            "watermark_at_kill": bar_ts}  # fmt: skip
 
 
 def _restart(home: Path, start: str, count: int, allow_short: bool) -> dict[str, Any]:
@@ -389,7 +394,12 @@ def _restart(home: Path, start: str, count: int, allow_short: bool) -> dict[str,
         called = time.perf_counter()
         process = subprocess.Popen([*paper, "--json"], cwd=ROOT, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-        first = _wait_for(db, cli_session, lambda bars: bars > cli["bars_at_kill"], process)
+        try:
+            first = _wait_for(db, cli_session, lambda bars: bars > cli["bars_at_kill"], process)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
         stdout, _ = process.communicate()
         ended = time.perf_counter()
         cli_summary = json.loads(stdout.strip().splitlines()[-1])
@@ -528,7 +538,7 @@ def _print_speed(
 def _print_restart(restart: dict[str, Any]) -> None:
     cli, ref = restart["cli"], restart["uninterrupted"]
     print(f"4. restart latency: paper sessions on the last {restart['bars']:,} bars, SIGKILLed "
-          "once their checkpoint passed half of them")  # fmt: skip
+          "once their watermark passed half of them")  # fmt: skip
     print(f"   {'restarted by':<46}{'killed at':>10}{'first bar after it':>24}{'whole resume':>14}"
           "  ledger")  # fmt: skip
     rows = [("solodesk paper --session (fresh process)", cli,
@@ -666,7 +676,8 @@ def main() -> int:
         if loop is not None:
             vector["decisions"] = _decisions(home, loop["runs"][-1]["session"], vector["run_id"])
         result["vector"] = vector
-    _print_trades(loop, ref, vector)
+    if loop is not None or ref is not None or vector is not None:
+        _print_trades(loop, ref, vector)
     if args.profile:
         restart_start = prepared["starts"][str(args.restart_bars)]
         profile = run_worker(__file__, "profile", str(home), restart_start, short, "25")
