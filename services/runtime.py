@@ -97,8 +97,13 @@ class PaperOptions(BaseModel):
         return jsonable(self.model_dump(mode="json"))  # type: ignore[return-value]
 
 
-class PaperSummary(BaseModel):
-    """A paper session after a run: totals over the session, what this run did; the ``--json`` line."""
+class PaperSummary(RunTotals):
+    """A paper session after a run; the ``--json`` line.
+
+    The loop's totals (:class:`~execution.loop.RunTotals`: session totals, what this run did,
+    the ledger hash, the risk state) with the session they belong to. ``seconds`` is the whole
+    command's time, loading included.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,19 +112,9 @@ class PaperSummary(BaseModel):
     symbol: str
     timeframe: str
     strategy: str
-    bars: int
-    bars_this_run: int
-    orders: int
-    fills: int
-    trades: int
-    final_equity: float
-    ledger_hash: str
-    risk_state: str
-    paused: bool
     resumed: bool
     status: str
     message: str
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -492,12 +487,10 @@ def _summary(
     if totals.stopped:
         message += "; stopped by a control"
     return PaperSummary(
+        **{**totals.model_dump(), "seconds": seconds},
         session=record.session, account=record.account, symbol=record.symbol,
-        timeframe=record.timeframe, strategy=record.strategy, bars=totals.bars,
-        bars_this_run=totals.bars_this_run, orders=totals.orders, fills=totals.fills,
-        trades=totals.trades, final_equity=totals.final_equity, ledger_hash=totals.ledger_hash,
-        risk_state=state, paused=totals.paused, resumed=resumed,
-        status="stopped" if totals.stopped else "finished", message=message, seconds=seconds,
+        timeframe=record.timeframe, strategy=record.strategy, resumed=resumed,
+        status="stopped" if totals.stopped else "finished", message=message,
     )  # fmt: skip
 
 
