@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 
@@ -13,8 +14,14 @@ class SimClock:
     time (an H1 bar lasts 3600/N s); with None it never waits (as fast as the loop runs).
     """
 
+    #: Longest single sleep of a paced replay: between slices the loop answers its controls.
+    SLICE = 0.2
+
     def __init__(self, speed: float | None = None) -> None:
         self.speed = speed
+        # Called before and between the sleeps of a paced replay (the loop commits and applies
+        # its controls there); returning True ends the wait at once (a stop was asked for).
+        self.on_wait: Callable[[], bool] | None = None
         self._ns = 0
         self._wall_origin: float | None = None
         self._sim_origin = 0
@@ -26,9 +33,10 @@ class SimClock:
                 self._wall_origin = time.monotonic()
                 self._sim_origin = ns
             due = self._wall_origin + (ns - self._sim_origin) / 1e9 / self.speed
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            while (wait := due - time.monotonic()) > 0:
+                if self.on_wait is not None and self.on_wait():
+                    break
+                time.sleep(min(wait, self.SLICE))
         self._ns = ns
 
     def now_ns(self) -> int:

@@ -149,6 +149,8 @@ class _Checkpoint:
     order_times: list[int] = field(default_factory=list)
     stale: bool = False
     stopped: bool = False
+    flatten_pending: bool = False  # a halt asked to flatten: close what is left until flat
+    done_ts: int = -1  # the last bar fully processed (its open time, ns)
 
 
 class RunTotals(BaseModel):
@@ -236,6 +238,8 @@ class Runtime:
         self._key = f"loop:{config.session}"
         self._restore()
         journal.before_commit(self._save)
+        if hasattr(clock, "on_wait"):  # a paced replay: answer controls while the clock waits
+            clock.on_wait = self._on_wait
 
     # -- checkpoint ------------------------------------------------------------------------
 
@@ -260,9 +264,8 @@ class Runtime:
         cp.kelly = dict(self.sizer.kelly.__dict__)
         body = dict(cp.__dict__)
         self.db.broker_save_state(self._key, body)
-        if cp.bar_ts >= 0 and self._bars_this_run:
-            done = cp.bar_ts if cp.stage >= 3 else cp.bar_ts - 1
-            self.db.set_watermark(self.config.session, done, cp.bars, self.clock.now())
+        if cp.done_ts >= 0 and self._bars_this_run:
+            self.db.set_watermark(self.config.session, cp.done_ts, cp.bars, self.clock.now())
         self.db.save_risk(self.config.account, self.risk.state.to_json())
         points = self._equity_points()
         if points.shape[0]:
@@ -340,6 +343,8 @@ class Runtime:
                      f"{self.config.strategy} on {self.config.symbol} ({self.config.mode})")  # fmt: skip
         self.commit()
         while not self.cp.stopped:
+            if self.config.mode == "live":
+                self.commit()  # hold no write lock while waiting for the market
             batch = feed.poll(poll_timeout)
             if batch is None:
                 break
@@ -358,9 +363,20 @@ class Runtime:
                     continue
                 self._bar(batch, signals, i)
                 i += 1
+            if self.cp.stale:
+                # The bars that ended a silence were the backlog, traded on no more; the
+                # bars after them are fresh.
+                self.cp.stale = False
         self._finish_open_trade()
         self.commit(final=True)
         return self._totals(time.perf_counter() - started)
+
+    def _on_wait(self) -> bool:
+        """Between the sleeps of a paced replay: commit (no lock held while idle), apply
+        controls; return True to stop waiting once a stop is asked for."""
+        self.commit()
+        self.apply_controls()
+        return self.cp.stopped
 
     def _keep_bars(self, batch: BarBatch) -> None:
         """Keep live bars in the state database (never appended to the Parquet store)."""
@@ -447,6 +463,7 @@ class Runtime:
             or cp.pending is not None
             or (cp.bar_ts == int(b.ts[i]) and cp.stage < 3)
             or self.risk.limits.flatten_before_weekend
+            or cp.flatten_pending
         ):
             return 0
         nxt = int(np.searchsorted(eventful, i))
@@ -501,6 +518,7 @@ class Runtime:
         )
         cp.rate = float(b.to_account[last])
         cp.bar_ts, cp.stage = int(b.ts[last]), 3
+        cp.done_ts = cp.bar_ts
         cp.bar_index += count
         cp.bars += count
         self._bars_this_run += count
@@ -521,8 +539,6 @@ class Runtime:
 
     def _stage_open(self, b: BarBatch, i: int) -> None:
         self.clock.set_ns(int(b.ts[i]))
-        if self.config.mode == "live":
-            self.cp.stale = False
         self.broker.on_market(b, i, "open")
         self._sync_fills(b, i)
         if self.cp.pending is not None:
@@ -532,8 +548,8 @@ class Runtime:
             self.cp.pending_bar = -1
 
     def _stage_close(self, b: BarBatch, i: int) -> None:
-        self.broker.on_market(b, i, "close")
         self.clock.set_ns(int(b.end[i]))
+        self.broker.on_market(b, i, "close")
         self.cp.rate = float(b.to_account[i])
         self._sync_fills(b, i)
         self.sizer.observe_close(float(b.close[i]))
@@ -556,6 +572,14 @@ class Runtime:
         self._risk_events(events, b, i)
         if self.risk.should_flatten(now) and units != 0.0:
             self._flatten(b, i, "weekend")
+        if self.cp.flatten_pending:
+            # A halt asked to flatten: until flat, close what is left (an order in flight when
+            # the halt came may have filled after the first flatten).
+            if self._planned_units() == 0.0:
+                self.cp.flatten_pending = False
+            elif not self.broker.open_orders():
+                self._flatten(b, i, "halt")
+            units = self._units()
         end = int(b.end[i])
         exposure = 0.0
         if units != 0.0 and account.equity != 0.0:
@@ -571,6 +595,7 @@ class Runtime:
             c.position.append(units)
             c.exposure.append(exposure)
         self.cp.bars += 1
+        self.cp.done_ts = int(b.ts[i])
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -699,7 +724,7 @@ class Runtime:
         now = self.clock.now()
         known = self._recorded_intent(cid)
         if known is None:
-            verdict = self._check(units, price, b, i, now)
+            verdict = self._check(units, price, b, i, now, forced=reason.startswith("flatten"))
             record = IntentRecord(
                 session=cfg.session, client_order_id=cid, ts=now,
                 bar_ts=utc_from_ns(decision_bar), strategy=cfg.strategy, params=cfg.params,
@@ -741,17 +766,20 @@ class Runtime:
             return None
         return self.db.intent(self.config.session, cid)
 
-    def _check(self, units: float, price: float, b: BarBatch, i: int, now: datetime) -> str | None:
+    def _check(
+        self, units: float, price: float, b: BarBatch, i: int, now: datetime, *, forced: bool
+    ) -> str | None:
         """Return why the risk engine (or the loop's own guards) refuse an order, else None.
 
         The order is judged against the position once the orders still working have filled
-        (the opening leg of a reverse adds exposure even while its closing leg waits).
+        (the opening leg of a reverse adds exposure even while its closing leg waits). A
+        paused session sends no strategy order at all; flattening (``forced``) still runs.
         """
         u = self._planned_units()
         entry = increases_exposure(u, units)
-        if entry and self._paused:
+        if self._paused and not forced:
             return "paused"
-        if entry and self.cp.stale:
+        if self.cp.stale and not forced:
             return "stale feed"
         rate = self._rate_now(b, i)
         if entry and not (math.isfinite(rate) and rate > 0):
@@ -799,6 +827,9 @@ class Runtime:
                 else:
                     cp.last_fill_ns, cp.seen_at_last = ns, 1
                 cp.fills_seen += 1
+            if cp.last_fill_ns > self.clock.now_ns():
+                # What the loop does next happens after the fills it has seen.
+                self.clock.set_ns(cp.last_fill_ns)
             positions = self.broker.positions()
             held = positions[0] if positions else None
             if held is None or not math.isclose(held.units, cp.units, rel_tol=1e-9, abs_tol=1e-6):
@@ -1009,8 +1040,9 @@ class Runtime:
             events = self.risk.halt(now, request.why or "halted by control")
             self._risk_events(events, None, 0)
             if request.flatten:
+                self.cp.flatten_pending = True
                 self._flatten_now("halt")
-            return "halted" + (" and flattened" if request.flatten else "")
+            return "halted" + (" and flattening" if request.flatten else "")
         if request.action == "reset":
             self._risk_events(self.risk.reset(now, request.why or "reset by control"), None, 0)
             return "risk reset to active"

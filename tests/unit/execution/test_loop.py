@@ -11,6 +11,7 @@ depend on prices: a difference between two runs is the loop's, never the strateg
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,17 +28,18 @@ from core.instruments import fx_pair
 from core.ports import BarBatch, Notice, NoticeKind, NullNotifier
 from core.settings import RiskSettings
 from core.timeframes import Timeframe
+from core.types import Fill as FillMessage
 from core.types import Instrument, SeriesKey, Side, VolumeKind
 from execution.clock import SimClock
 from execution.feeds import QueueFeed, ReplayFeed, slice_batch
 from execution.loop import Runtime, RunTotals, ledger_hash
 from execution.risk import RiskEngine, RiskState
 from feature_store.series import SeriesData
-from feature_store.state import SessionRecord, StateDB
+from feature_store.state import ControlAction, ControlRequest, SessionRecord, StateDB
 from feature_store.store import SeriesInfo
 from models.strategies.base import ParamSpec, Signals
 from models.strategies.registry import make_strategy
-from pipelines.backtest.config import BacktestConfig
+from pipelines.backtest.config import BacktestConfig, Direction, Fill
 from pipelines.backtest.engine import BacktestResult, run_backtest
 from services.runtime import (
     SessionInputs,
@@ -55,7 +57,7 @@ CASH = 100_000.0
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 _WORD = np.uint64(2**64 - 1)
 LEVELS = np.array([-1.0, -0.5, 0.0, 0.25, 0.5, 1.0])
-Fill6 = tuple[str, str, str, float, float, float]
+LedgerLine = tuple[str, str, str, float, float, float]
 
 
 # -- synthetic bars and a scripted strategy --------------------------------------------------
@@ -158,8 +160,9 @@ def _config(
     }[stops]
     return BacktestConfig.from_options(
         spread=spread, fees=0.00002, commission=3.5, slippage=0.2, slippage_vol=0.05,
-        swap_long=-0.5, swap_short=0.2, fill=fill, direction=direction, sizing=sizing, **levels,
-    )  # type: ignore[arg-type]  # fmt: skip
+        swap_long=-0.5, swap_short=0.2, fill=Fill(fill), direction=Direction(direction),
+        sizing=sizing, **levels,
+    )  # fmt: skip
 
 
 def _vectorized(data: SeriesData, params: dict[str, Any], config: BacktestConfig) -> BacktestResult:
@@ -284,8 +287,8 @@ class InjectedCrashError(Exception):
 
 
 class _CrashingBroker:
-    """A broker that raises :class:`InjectedCrashError` at the ``at``-th call of ``method`` (``before`` the
-    call reaches the broker, or after it returned)."""
+    """A broker that raises :class:`InjectedCrashError` at the ``at``-th call of ``method``
+    (``before`` the call reaches the broker, or after it returned)."""
 
     def __init__(self, broker: Any, method: str, at: int, *, before: bool = True) -> None:
         self._broker, self._method, self._at, self._before = broker, method, at, before
@@ -309,9 +312,9 @@ class _CrashingBroker:
 
 
 class _CrashingFeed:
-    """A replay that raises :class:`InjectedCrashError` when asked for more after ``after`` bars."""
+    """A feed that raises :class:`InjectedCrashError` when asked for more after ``after`` bars."""
 
-    def __init__(self, feed: ReplayFeed, after: int) -> None:
+    def __init__(self, feed: Any, after: int) -> None:
         self.feed, self.after, self.symbol = feed, after, feed.symbol
         self.handed = 0
 
@@ -367,8 +370,9 @@ class Desk:
     limits: RiskSettings = RESTART_LIMITS
 
     def runtime(
-        self, db: StateDB, session: str, *, commit_bars: int | None = None,
+        self, db: StateDB, session: str, *, tune: dict[str, Any] | None = None,
         wrap: Callable[[Any], Any] | None = None, notifier: Any = None, collect: bool = False,
+        speed: float | None = None,
     ) -> Runtime:  # fmt: skip
         """Return the loop of ``session`` (a new one, or where its last commit left it)."""
         account = f"{self.mode}:{session}"
@@ -394,34 +398,36 @@ class Desk:
             db=db, session=session, account=account, mode=self.mode,  # type: ignore[arg-type]
             inputs=inputs, config=self.config,
             simulator=SIMULATOR if self.mode == "paper" else None, risk=risk,
-            notifier=notifier or NullNotifier(), clock=SimClock(None), seed=7, collect=collect,
+            notifier=notifier or NullNotifier(), clock=SimClock(speed), seed=7, collect=collect,
         )  # fmt: skip
-        if commit_bars is not None:  # commit more often, so that a crash resumes mid-run
-            runtime.config = runtime.config.model_copy(update={"commit_bars": commit_bars})
+        if tune:  # e.g. commit more often, so that a crash resumes mid-run
+            runtime.config = runtime.config.model_copy(update=tune)
         if wrap is not None:
             runtime.broker = wrap(runtime.broker)
         return runtime
 
     def run(
         self, session: str, *, batch: int = 4096, crash_after: int | None = None,
-        commit_bars: int | None = None, wrap: Callable[[Any], Any] | None = None,
-        collect: bool = False,
+        tune: dict[str, Any] | None = None, wrap: Callable[[Any], Any] | None = None,
+        feed: Callable[[ReplayFeed, Runtime], Any] | None = None, collect: bool = False,
     ) -> tuple[Left, Runtime]:  # fmt: skip
         """Run (or resume) a session as ``solodesk paper`` does; return what it left.
 
-        A :class:`InjectedCrashError` leaves the database as a killed process would: what was not committed
-        is lost (the connection closes without committing).
+        An :class:`InjectedCrashError` leaves the database as a killed process would: what was
+        not committed is lost (the connection closes without committing). ``tune`` changes the
+        loop's configuration, ``wrap`` wraps its broker and ``feed`` its feed.
         """
         db = StateDB(self.path)
         try:
-            runtime = self.runtime(db, session, commit_bars=commit_bars, wrap=wrap, collect=collect)
+            runtime = self.runtime(db, session, tune=tune, wrap=wrap, collect=collect)
             bars = series_batch(self.data)
             start = runtime.resume_index(bars)
             runtime.warm_up(slice_batch(bars, 0, start))
-            feed: Any = ReplayFeed(self.data.key.symbol, bars, start=start, batch=batch)
+            replay = ReplayFeed(self.data.key.symbol, bars, start=start, batch=batch)
+            source: Any = replay if feed is None else feed(replay, runtime)
             if crash_after is not None:
-                feed = _CrashingFeed(feed, crash_after)
-            totals = runtime.run(feed)
+                source = _CrashingFeed(source, crash_after)
+            totals = runtime.run(source)
             return _left(db, session, runtime.config.account, totals), runtime
         finally:
             db.close()
@@ -514,11 +520,11 @@ def test_ledger_hash_same_fills_other_session_name_same_hash(desk: Desk) -> None
     assert first.totals.ledger_hash == second.totals.ledger_hash
 
 
-LEDGER: list[Fill6] = [
+LEDGER: list[LedgerLine] = [
     ("2024-01-02T10:00:00Z", "EURUSD", "buy", 1000.0, 1.1, 0.02),
     ("2024-01-02T11:00:00Z", "EURUSD", "sell", 1000.0, 1.1004, 0.02),
 ]
-CHANGED: list[Fill6] = [
+CHANGED: list[LedgerLine] = [
     ("2024-01-02T11:00:01Z", "EURUSD", "sell", 1000.0, 1.1004, 0.02),
     ("2024-01-02T11:00:00Z", "GBPUSD", "sell", 1000.0, 1.1004, 0.02),
     ("2024-01-02T11:00:00Z", "EURUSD", "buy", 1000.0, 1.1004, 0.02),
@@ -529,7 +535,7 @@ CHANGED: list[Fill6] = [
 
 
 @pytest.mark.parametrize("changed", CHANGED, ids=["ts", "symbol", "side", "units", "price", "fees"])
-def test_ledger_hash_one_field_of_a_fill_changed_hash_changes(changed: Fill6) -> None:
+def test_ledger_hash_one_field_of_a_fill_changed_hash_changes(changed: LedgerLine) -> None:
     # Arrange
     before = ledger_hash(LEDGER)
 
@@ -572,11 +578,11 @@ def test_loop_crash_mid_run_restarted_equals_uninterrupted(desk: Desk, crash: st
     # Arrange
     want, _ = desk.run("whole")
     with pytest.raises(InjectedCrashError):
-        desk.run("crashed", commit_bars=40, **_crash_options(CRASHES[crash]))
+        desk.run("crashed", tune={"commit_bars": 40}, **_crash_options(CRASHES[crash]))
     committed = desk.committed_bars("crashed")
 
     # Act
-    got, _ = desk.run("crashed", commit_bars=40)
+    got, _ = desk.run("crashed", tune={"commit_bars": 40})
 
     # Assert
     assert want.totals is not None and got.totals is not None
@@ -596,10 +602,10 @@ def test_loop_crashed_twice_restarted_equals_uninterrupted(desk: Desk) -> None:
     want, _ = desk.run("whole")
     for crash in ("feed-after-137-bars", "mid-bar-at-close-300"):
         with pytest.raises(InjectedCrashError):
-            desk.run("crashed", commit_bars=25, **_crash_options(CRASHES[crash]))
+            desk.run("crashed", tune={"commit_bars": 25}, **_crash_options(CRASHES[crash]))
 
     # Act
-    got, _ = desk.run("crashed", commit_bars=25)
+    got, _ = desk.run("crashed", tune={"commit_bars": 25})
 
     # Assert
     assert want.totals is not None and got.totals is not None
@@ -630,8 +636,8 @@ def _bars_one_by_one(bars: BarBatch, start: int, stop: int) -> Iterator[BarBatch
 def test_live_feed_quiet_past_stale_limit_notifies_once_and_fresh_bars_trade(
     tmp_path: Path,
 ) -> None:
-    # Arrange: bars every 10 ms, then 0.4 s of silence, then bars again; stale after 0.1 s
-    bar_seconds, intervals = 0.05, 2.0
+    # Arrange: bars every 10 ms, then 0.5 s of silence, then bars again; stale after 0.2 s
+    bar_seconds, intervals = 0.1, 2.0
     data = make_series(make_bars(80, seed=41))
     desk = Desk(tmp_path / "live.db", data, {"seed": 6, "rate": 0.15}, _config(), "paper")
     notifier = _Stamped()
@@ -647,14 +653,13 @@ def test_live_feed_quiet_past_stale_limit_notifies_once_and_fresh_bars_trade(
 
     def push() -> None:
         for batch in _bars_one_by_one(bars, 0, 40):
-            feed.push(batch)
             time.sleep(0.01)
-        seen["quiet_from"] = time.monotonic()
-        time.sleep(0.3)
+            seen["quiet_from"] = time.monotonic()  # the loop takes the bar after this
+            feed.push(batch)
+        time.sleep(0.4)
         with StateDB(desk.path) as reader:  # what another process sees during the silence
             seen["committed_stale"] = (reader.broker_state("loop:live") or {}).get("stale")
         time.sleep(0.1)
-        seen["fresh_from"] = time.monotonic()
         for batch in _bars_one_by_one(bars, 40, 80):
             feed.push(batch)
             time.sleep(0.01)
@@ -669,11 +674,13 @@ def test_live_feed_quiet_past_stale_limit_notifies_once_and_fresh_bars_trade(
     intents = db.intents("live")
     db.close()
 
-    # Assert: one notice, after the limit and well before the fresh bars
+    # Assert: one notice, after the limit and well before the fresh bars, and the flag that
+    # blocks new exposure committed for everyone to see
+    limit = bar_seconds * intervals
     stale = [k for k, n in enumerate(notifier.sent) if n.kind is NoticeKind.STALE_FEED]
     assert len(stale) == 1
     waited = notifier.at[stale[0]] - seen["quiet_from"]
-    assert bar_seconds * intervals <= waited < bar_seconds * intervals + 0.2
+    assert limit <= waited < limit + 0.2
     assert notifier.sent[stale[0]].key == "stale"
     assert seen["committed_stale"] is True
     # Assert: trading before the silence, and again on the fresh bars (the block is lifted)
@@ -687,14 +694,14 @@ def test_live_feed_quiet_past_stale_limit_notifies_once_and_fresh_bars_trade(
 
 
 def test_live_feed_bars_within_stale_limit_no_notice(tmp_path: Path) -> None:
-    # Arrange: bars every 30 ms, the limit 0.1 s
+    # Arrange: bars every 30 ms, the limit 0.3 s
     data = make_series(make_bars(30, seed=42))
     desk = Desk(tmp_path / "live.db", data, {"seed": 6}, _config(), "paper")
     notifier = _Stamped()
     db = StateDB(desk.path)
     runtime = desk.runtime(db, "live", notifier=notifier)
     runtime.config = runtime.config.model_copy(
-        update={"mode": "live", "bar_seconds": 0.05, "stale_intervals": 2.0}
+        update={"mode": "live", "bar_seconds": 0.1, "stale_intervals": 3.0}
     )
     feed = QueueFeed(data.key.symbol)
     bars = series_batch(data)
@@ -709,10 +716,201 @@ def test_live_feed_bars_within_stale_limit_no_notice(tmp_path: Path) -> None:
 
     # Act
     pusher.start()
-    runtime.run(feed, poll_timeout=0.01)
+    totals = runtime.run(feed, poll_timeout=0.01)
     pusher.join(5)
     db.close()
 
     # Assert
+    assert totals.bars == 30
     assert not [n for n in notifier.sent if n.kind is NoticeKind.STALE_FEED]
-    assert notifier.sent[0].kind is NoticeKind.LOOP_STARTED
+
+
+# -- controls mid-run, and the broker's fills --------------------------------------------------
+
+
+class _ControlledFeed:
+    """A replay that stores a control request for the loop at the first batch after ``after``
+    bars at which the loop holds a position and no order is on its way (through the loop's own
+    connection: a second writer would wait for the loop's lock)."""
+
+    def __init__(
+        self, feed: ReplayFeed, runtime: Runtime, action: ControlAction, after: int
+    ) -> None:
+        self.feed, self.runtime, self.action, self.after = feed, runtime, action, after
+        self.symbol = feed.symbol
+        self.handed = 0
+        self.sent = False
+
+    def poll(self, timeout: float) -> BarBatch | None:
+        held = self.runtime.cp.units != 0.0 and not self.runtime.broker.open_orders()
+        if not self.sent and self.handed >= self.after and held:
+            self.sent = True
+            cfg = self.runtime.config
+            request = ControlRequest(
+                session=cfg.session, account=cfg.account, action=self.action,
+                who="test", requested=START,
+            )  # fmt: skip
+            self.runtime.db.request_control(request)
+        batch = self.feed.poll(timeout)
+        self.handed += 0 if batch is None else len(batch)
+        return batch
+
+    def last_data(self) -> datetime | None:
+        return self.feed.last_data()
+
+
+def _broker_positions(db: StateDB, account: str, after: datetime) -> list[float]:
+    """Return the broker's position before ``after`` and after each of its later fills."""
+    fills = [FillMessage.model_validate(f) for f in db.broker_fills(account)]
+    held = sum(f.signed_units for f in fills if f.ts <= after)
+    out = [held]
+    for fill in (f for f in fills if f.ts > after):
+        held += fill.signed_units
+        out.append(held)
+    return out
+
+
+@pytest.mark.parametrize("action", ["halt", "pause"])
+@pytest.mark.parametrize("kind", ["events", "target"], ids=["exit", "reverse"])
+def test_loop_halted_or_paused_holding_a_position_no_fill_adds_exposure(
+    tmp_path: Path, action: ControlAction, kind: str
+) -> None:
+    # Arrange: one lot a trade; the next decision after the control is an exit (events) or a
+    # reverse to half a position the other way (target)
+    data = make_series(make_bars(600, seed=21))
+    params = {"seed": 9, "rate": 0.1, "kind": kind}
+    desk = Desk(tmp_path / "s.db", data, params, _config(sizing="lots:1"))
+
+    def controlled(feed: ReplayFeed, runtime: Runtime) -> _ControlledFeed:
+        return _ControlledFeed(feed, runtime, action, after=200)
+
+    # Act
+    desk.run("s", batch=5, tune={"control_seconds": 0.0}, feed=controlled)
+
+    # Assert
+    with StateDB(desk.path) as db:
+        (control,) = db.controls("s")
+        assert control.applied is not None
+        positions = _broker_positions(db, "paper:s", control.applied)
+        intents = [i for i in db.intents("s") if i.ts > control.applied]
+    assert positions[0] != 0.0  # a position was open when the control came
+    why = "paused" if action == "pause" else "account halted"
+    assert [i for i in intents if i.risk.startswith(why)]  # and later decisions were refused
+    exposure = [abs(p) for p in positions]
+    assert exposure == sorted(exposure, reverse=True), "a fill added exposure"
+
+
+def test_loop_paper_fills_with_latency_and_stops_all_recorded(desk: Desk) -> None:
+    # Arrange, Act
+    left, runtime = desk.run("s")
+
+    # Assert: the session's fills are the broker's, and so is its position
+    with StateDB(desk.path) as db:
+        broker = [f["execution_id"] for f in db.broker_fills("paper:s")]
+    assert [f["execution_id"] for f in left.fills] == broker
+    assert runtime.cp.units == sum(p.units for p in runtime.broker.positions())
+
+
+# -- a paced replay and another process's controls --------------------------------------------
+
+
+class _Paced:
+    """A paced replay of a desk's session in a thread (its connection made there), as
+    ``solodesk paper --speed`` runs it, one bar a poll."""
+
+    def __init__(self, desk: Desk, speed: float, tune: dict[str, Any]) -> None:
+        self.desk, self.speed, self.tune = desk, speed, tune
+        self.started = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        db = StateDB(self.desk.path)
+        try:
+            runtime = self.desk.runtime(db, "paced", tune=self.tune, speed=self.speed)
+            feed = ReplayFeed(self.desk.data.key.symbol, series_batch(self.desk.data), batch=1)
+            self.started.set()
+            runtime.run(feed)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+        finally:
+            db.close()
+
+    def request(self, action: ControlAction) -> tuple[int, float]:
+        """Store a control from another connection; return its id and how long that took."""
+        started = time.monotonic()
+        with StateDB(self.desk.path) as db:
+            ident = db.request_control(
+                ControlRequest(session="paced", action=action, who="test", requested=START)
+            )
+        return ident, time.monotonic() - started
+
+    def applied_after(self, ident: int, timeout: float = 10.0) -> float:
+        """Return how long after now the loop acknowledges the control ``ident``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            with StateDB(self.desk.path) as db:
+                if any(c.id == ident and c.applied for c in db.controls("paced")):
+                    return time.monotonic() - started
+            time.sleep(0.005)
+        return math.inf
+
+    def stop(self) -> None:
+        """Ask the loop to stop and wait for it."""
+        self.request("stop")
+        self.join()
+
+    def join(self) -> None:
+        """Wait for the replay to end."""
+        self.thread.join(30)
+        assert not self.thread.is_alive() and self.error is None, self.error
+
+
+def _gapped_bars() -> pl.DataFrame:
+    """Return 10 H1 bars, a gap of 100 hours, then 40 more."""
+    bars = make_bars(50, seed=51)
+    ts = [START + timedelta(hours=k if k < 10 else k + 100) for k in range(50)]
+    return bars.with_columns(pl.Series("ts", ts).dt.cast_time_unit("us"))
+
+
+def test_paced_replay_control_during_a_gap_applied_within_control_interval(
+    tmp_path: Path,
+) -> None:
+    # Arrange: bars of 20 ms, the gap 2 s; a commit after every bar keeps the write lock free
+    data = make_series(_gapped_bars())
+    desk = Desk(tmp_path / "paced.db", data, {"seed": 1, "rate": 0.0}, _config())
+    paced = _Paced(desk, speed=3600 / 0.02, tune={"commit_bars": 1, "control_seconds": 0.2})
+    paced.thread.start()
+    paced.started.wait(10)
+    time.sleep(0.2 + 0.3)  # the ten bars, then well inside the gap
+
+    # Act
+    ident, storing = paced.request("pause")
+    answering = paced.applied_after(ident)
+    paced.stop()
+
+    # Assert
+    assert storing < 0.1
+    assert answering <= 0.02 + 0.2 + 0.3
+
+
+def test_paced_replay_trading_control_stored_from_another_connection_without_waiting(
+    tmp_path: Path,
+) -> None:
+    # Arrange: 2 s of bars of 20 ms with decisions at most bars, the shipped commit cadence
+    data = make_series(make_bars(100, seed=52))
+    desk = Desk(tmp_path / "paced.db", data, {"seed": 1, "rate": 0.3}, _config())
+    paced = _Paced(desk, speed=3600 / 0.02, tune={"commit_seconds": 1.0})
+    paced.thread.start()
+    paced.started.wait(10)
+    time.sleep(0.3)
+
+    # Act: controls 0.15 s apart, until one waits
+    storing: list[float] = []
+    while len(storing) < 4 and max(storing, default=0.0) < 0.25:
+        storing.append(paced.request("resume")[1])
+        time.sleep(0.15)
+    paced.join()
+
+    # Assert: a command that stores a control returns at once
+    assert max(storing) < 0.25, storing
