@@ -742,11 +742,15 @@ class Runtime:
                 self.commit()  # the intent is durable before the order leaves the process
         elif known.risk != "allowed":
             return None
+        levels = self._levels(units, price) if entry and self.cp.units == 0.0 else (None, None)
         order = Order(
             client_order_id=cid, ts=now, symbol=cfg.symbol,
             side=OrderSide.BUY if units > 0 else OrderSide.SELL, units=abs(units),
             type=OrderType.MARKET, reduce_only=not entry, reason=reason,
             trailing=self._trailing() if entry else None,
+            # Sent with the order, so the position is protected from its first fill; the levels
+            # are moved to the fill price once it is known (see _set_protection).
+            stop_loss=levels[0], take_profit=levels[1],
         )  # fmt: skip
         sent = self.broker.order_status(cid) or self.broker.submit(order)
         self.db.upsert_order(cfg.session, sent)
@@ -888,6 +892,18 @@ class Runtime:
         trade.peak = max(trade.peak, abs(units))
         trade.costs += cost
         trade.last_balance = balance
+
+    def _levels(self, units: float, price: float) -> tuple[float | None, float | None]:
+        """Return the stop loss and take profit of a position opened at ``price``."""
+        cfg = self.config
+        side = 1.0 if units > 0 else -1.0
+        pip = self.costs.pip_size
+        stop = take = None
+        if cfg.stop_loss_pips is not None:
+            stop = price - side * cfg.stop_loss_pips * pip
+        if cfg.take_profit_pips is not None:
+            take = price + side * cfg.take_profit_pips * pip
+        return (stop if stop and stop > 0 else None), (take if take and take > 0 else None)
 
     def _set_protection(self, fill: Fill) -> None:
         """Put the stop loss and take profit at the broker, measured from the entry fill."""
