@@ -13,6 +13,7 @@ an order with :func:`execution_id`.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from enum import StrEnum
@@ -43,6 +44,7 @@ _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Sequence digits are zero-padded to fill the id, so the ids of one time sort by sequence.
 _SEQ_DIGITS = CLIENT_ORDER_ID_MAX - len("c") - len("YYMMDDHHMMSS") - len("-")
 _SEQ_LIMIT = 36**_SEQ_DIGITS
+_CLIENT_ORDER_ID = re.compile(rf"c\d{{12}}-[0-9a-z]{{{_SEQ_DIGITS}}}")
 
 
 class BacktestKind(StrEnum):
@@ -137,3 +139,12 @@ def execution_id(client_order_id: str, part: int) -> str:
         )
         raise UsageError(msg)
     return fill_id
+
+
+def is_client_order_id(text: str) -> bool:
+    """Return whether ``text`` has the form :func:`client_order_id` makes.
+
+    Such ids sort by the loop's clock and sequence, so a broker can tell a new one from the
+    last it accepted without looking it up.
+    """
+    return _CLIENT_ORDER_ID.fullmatch(text) is not None

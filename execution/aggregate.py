@@ -9,6 +9,7 @@ from a live feed equals the bar the store holds for the same minutes.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from core.ports import BarBatch
 from core.timeframes import Timeframe
 from core.times import ns_from_utc, utc_from_ns
 
-_FIELDS = ("ts", "open", "high", "low", "close", "volume", "spread", "next_ts", "end", "to_account")
+_FIELDS = tuple(f.name for f in fields(BarBatch))
 
 
 def _reaches(batch: BarBatch, index: int, end: int) -> bool:

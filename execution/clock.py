@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from core.times import utc_from_ns
+
 
 class SimClock:
     """Replay time: the loop sets it to the bar it is at; ``speed`` paces it against the wall.
@@ -45,7 +47,7 @@ class SimClock:
 
     def now(self) -> datetime:
         """Return the current (simulated) time."""
-        return datetime.fromtimestamp(self._ns // 1000 / 1e6, UTC)
+        return utc_from_ns(self._ns)
 
     def monotonic(self) -> float:
         """Return wall seconds from an arbitrary origin (latencies are real even in a replay)."""

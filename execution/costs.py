@@ -11,12 +11,17 @@ series at ± half the spread, an ask series sells at ask − spread; slippage is
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.types import Instrument, Side
 from pipelines.backtest.config import BacktestConfig
 from pipelines.backtest.engine import SPREAD_SHARES
+
+Nanos = TypeVar("Nanos", int, npt.NDArray[np.int64])
 
 DAY_NS = 86_400_000_000_000
 HOUR_NS = 3_600_000_000_000
@@ -71,6 +76,10 @@ class CostModel(BaseModel):
             return self.spread
         return 0.0 if math.isnan(bar_spread) else bar_spread
 
+    def bid_ask(self, x: float, spread: float) -> tuple[float, float]:
+        """Return the bid and the ask around a bar price ``x`` with ``spread`` in force."""
+        return x - self.sell_share * spread, x + self.buy_share * spread
+
     def slip(self, high: float, low: float, units: float = 0.0) -> float:
         """Return the adverse slippage of a market or stop fill in a bar, price units."""
         out = self.slippage + self.slippage_vol * (high - low)
@@ -83,7 +92,8 @@ class CostModel(BaseModel):
         """Return the commission of one unit, account currency."""
         return self.commission_per_lot / self.contract_size
 
-    def rollovers(self, start_ns: int, end_ns: int) -> int:
-        """Return the daily rollovers (``rollover_hour`` UTC) in ``[start_ns, end_ns)``."""
+    def rollovers(self, start_ns: Nanos, end_ns: Nanos) -> Nanos:
+        """Return the daily rollovers (``rollover_hour`` UTC) in ``[start_ns, end_ns)``: one bar's
+        (ints) or each bar's (int64 arrays)."""
         offset = self.rollover_hour * HOUR_NS
         return (end_ns - offset - 1) // DAY_NS - (start_ns - offset - 1) // DAY_NS

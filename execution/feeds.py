@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import queue
 import time
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -216,16 +217,6 @@ class QueueFeed:
 
 
 def _concat(batches: list[BarBatch]) -> BarBatch:
-    names = (
-        "ts",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "spread",
-        "next_ts",
-        "end",
-        "to_account",
+    return BarBatch(
+        **{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(BarBatch)}
     )
-    return BarBatch(**{n: np.concatenate([getattr(b, n) for b in batches]) for n in names})

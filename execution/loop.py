@@ -108,7 +108,6 @@ class _Trade:
     entry_bar: int
     entry_ts: int
     direction: float
-    balance_before: float
     pnl: float = 0.0  # fees paid, swap earned and P&L realized so far, account currency
     peak: float = 0.0
     in_units: float = 0.0
@@ -486,7 +485,7 @@ class Runtime:
         self.risk.absorb_quiet(utc_from_ns(int(ends[-1])), float(equity.max()), float(equity[-1]))
         units = cp.units
         if units != 0.0:
-            shifts = self.broker._shifts(b, i, i + count, units)  # type: ignore[attr-defined]
+            shifts = self.broker.mark_shifts(b, i, i + count, units)  # type: ignore[attr-defined]
             exposure = (
                 np.abs(units)
                 * (b.close[i : i + count] + shifts)
@@ -656,8 +655,7 @@ class Runtime:
         return units
 
     def _quote(self, x: float, bar_spread: float) -> tuple[float, float]:
-        s = self.costs.spread_of(bar_spread)
-        return x - self.costs.sell_share * s, x + self.costs.buy_share * s
+        return self.costs.bid_ask(x, self.costs.spread_of(bar_spread))
 
     def _execute(self, t: float, b: BarBatch, i: int, x: float, decision_bar: int) -> None:
         """Move the position to ``t`` × the full size around the price ``x`` (the engine's rule)."""
@@ -879,7 +877,7 @@ class Runtime:
         if trade is None:
             self.trade = trade = _Trade(
                 entry_bar=cp.bar_index, entry_ts=int(b.ts[i]),
-                direction=1.0 if signed > 0 else -1.0, balance_before=balance + fill.fees,
+                direction=1.0 if signed > 0 else -1.0,
             )  # fmt: skip
             self._notice(NoticeKind.TRADE_OPENED, "trade opened",
                          f"{fill.side.value} {fill.units:g} {fill.symbol} at {fill.price:g}")  # fmt: skip
@@ -1030,7 +1028,7 @@ class Runtime:
         bid, ask = self._quote(x, float(b.spread[i]))
         self._order(-u, b, i, 0.0, int(b.ts[i]), f"flatten ({why})", price=bid if u > 0 else ask)
 
-    def apply_controls(self, bars: BarBatch | None = None, index: int = 0) -> None:
+    def apply_controls(self) -> None:
         """Apply the controls waiting in the state database, acknowledge and notify each."""
         self._last_control = time.monotonic()
         pending = self.db.pending_controls(self.config.session, self.config.account)

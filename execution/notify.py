@@ -48,6 +48,7 @@ from urllib.parse import quote, unquote
 
 from core.errors import SolodeskError, UsageError
 from core.ports import Notice, NoticeKind
+from core.processes import process_running
 from core.times import iso_z, jsonable, parse_utc, utc_now
 
 if TYPE_CHECKING:
@@ -431,16 +432,6 @@ def _read_spooled(path: Path) -> Iterator[Notice]:
             logger.warning("%s:%d: not a spooled notice, skipped (%s)", path, number, exc)
 
 
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
-
-
 def _claim_spool(spool: Path) -> list[Path]:
     """Move the spool (and what a process that died had claimed) aside for this notifier.
 
@@ -453,7 +444,7 @@ def _claim_spool(spool: Path) -> list[Path]:
     for number, candidate in enumerate(candidates):
         if candidate != spool:
             owner = candidate.name[len(spool.name) + 1 :].split("-", 1)[0]
-            if not owner.isdigit() or not _process_gone(int(owner)):
+            if not owner.isdigit() or process_running(int(owner)):
                 continue
         claim = spool.with_name(f"{spool.name}.{mine}-{number}.sending")
         try:

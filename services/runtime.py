@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import UsageError
 from core.ids import new_run_id
 from core.ports import BarBatch, Notifier, NullNotifier
+from core.processes import process_running
 from core.settings import RiskSettings, Settings
 from core.timeframes import Timeframe
 from core.times import iso_z, jsonable, utc_now
@@ -596,7 +597,9 @@ def request_control(
             who=who or os.environ.get("USER", "someone"), why=why, requested=utc_now(),
         )  # fmt: skip
         ident = db.request_control(request)
-        running = record.status == "running" and record.pid is not None and _alive(record.pid)
+        running = (
+            record.status == "running" and record.pid is not None and process_running(record.pid)
+        )
         if running:
             return request.model_copy(update={"id": ident})
         # Nobody will pick the request up: apply what can be applied to a session at rest.
@@ -633,11 +636,3 @@ def _apply_at_rest(
         state = "paused" if action == "pause" else "resumed"
         return f"{state} (the session is not running; it starts {state} when resumed)"
     return f"nothing to {action}: the session is not running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

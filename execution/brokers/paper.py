@@ -41,9 +41,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.calendars import get_calendar
 from core.errors import UsageError
-from core.ids import execution_id
+from core.ids import execution_id, is_client_order_id
 from core.ports import BarBatch, MarketStage
 from core.times import utc_from_ns
 from core.types import Account, Fill, Order, OrderSide, OrderStatus, OrderType, Position
@@ -60,8 +59,6 @@ from execution.costs import CostModel
 from execution.journal import Journal
 
 _STAGE_ORDER = {"open": 0, "close": 1}
-# The runtime's client order ids (core.ids.client_order_id): c<yymmddHHMMSS>-<10 base-36 digits>.
-_RUNTIME_ID = re.compile(r"c\d{12}-[0-9a-z]{10}")
 
 
 class PaperConfig(BaseModel):
@@ -213,7 +210,7 @@ class PaperBroker:
         cid = order.client_order_id
         self.orders[cid] = order
         self._dirty.add(cid)
-        if _RUNTIME_ID.match(cid) and cid > self.last_cid:
+        if is_client_order_id(cid) and cid > self.last_cid:
             self.last_cid = cid
         return order
 
@@ -233,16 +230,11 @@ class PaperBroker:
     # -- prices ----------------------------------------------------------------------------
 
     def _now(self) -> datetime:
-        return (
-            datetime.fromtimestamp(self.quote.ts / 1e9, UTC)
-            if self.quote.ts >= 0
-            else (datetime.fromtimestamp(0, UTC))
-        )
+        return utc_from_ns(max(self.quote.ts, 0))
 
     def bid_ask(self) -> tuple[float, float]:
         """Return the bid and the ask of the current quote."""
-        q = self.quote
-        return q.x - self.costs.sell_share * q.spread, q.x + self.costs.buy_share * q.spread
+        return self.costs.bid_ask(self.quote.x, self.quote.spread)
 
     def _mark_price(self, units: float) -> float:
         bid, ask = self.bid_ask()
@@ -251,7 +243,7 @@ class PaperBroker:
     def _market_open(self, ts_ns: int) -> bool:
         if self._calendar is None:
             return True
-        return self._calendar.is_open_at(datetime.fromtimestamp(ts_ns / 1e9, UTC))
+        return self._calendar.is_open_at(utc_from_ns(ts_ns))
 
     # -- the account (the engine's arithmetic, :mod:`pipelines.backtest._kernels`) ---------------
 
@@ -527,7 +519,7 @@ class PaperBroker:
         if self.units == 0.0:
             return ()
         nan_none = lambda v: None if math.isnan(v) else v  # noqa: E731
-        opened = None if self.opened is None else datetime.fromtimestamp(self.opened / 1e9, UTC)
+        opened = None if self.opened is None else utc_from_ns(self.opened)
         return (
             Position(
                 symbol=self.config.symbol, units=self.units, avg_price=self.avg_price,
@@ -558,7 +550,7 @@ class PaperBroker:
         known = self.orders.get(client_order_id)
         if known is not None:
             return known
-        if _RUNTIME_ID.match(client_order_id) and client_order_id > self.last_cid:
+        if is_client_order_id(client_order_id) and client_order_id > self.last_cid:
             return None  # the runtime's ids grow with time and sequence: one above the last is new
         body = self.db.broker_order(self.config.account, client_order_id)
         return None if body is None else Order.model_validate(body)
@@ -643,7 +635,7 @@ class PaperBroker:
         if u == 0.0:
             flat = np.full(count, self.balance + self.accrued)
             return count, flat, flat
-        shift = self._shifts(bars, start, stop, u)
+        shift = self.mark_shifts(bars, start, stop, u)
         trailing = not math.isnan(self.trailing)
         if trailing or not (math.isnan(self.stop_loss) and math.isnan(self.take_profit)):
             d = 1.0 if u > 0.0 else -1.0
@@ -680,14 +672,14 @@ class PaperBroker:
         balance = np.full(count, self.balance)
         credit = np.zeros(0)
         if costs.swap_long != 0.0 or costs.swap_short != 0.0:
-            nights = _rollovers(bars.ts[start:stop], bars.next_ts[start:stop], costs.rollover_hour)
+            nights = costs.rollovers(bars.ts[start:stop], bars.next_ts[start:stop])
             per_unit = costs.swap_long if u > 0.0 else costs.swap_short
             credit = abs(u) * per_unit * rate * nights
             balance = np.cumsum(np.r_[self.balance, credit])[1:]
         self._previewed = (start, accrued, credit)
         return count, balance, balance + accrued
 
-    def _shifts(
+    def mark_shifts(
         self, bars: BarBatch, start: int, stop: int, units: float
     ) -> npt.NDArray[np.float64]:
         """Return what turns bar prices into the position's marks (minus the bid's share of the
@@ -719,7 +711,7 @@ class PaperBroker:
             shift = -self.costs.sell_share * spread if u > 0.0 else self.costs.buy_share * spread
             self.ref = float(bars.close[last]) + shift
             if not math.isnan(self.trailing):
-                shifts = self._shifts(bars, start, last + 1, u)
+                shifts = self.mark_shifts(bars, start, last + 1, u)
                 favorable = (bars.high if u > 0.0 else bars.low)[start : last + 1] + shifts
                 extreme = float(favorable.max() if u > 0.0 else favorable.min())
                 if (u > 0.0 and extreme > self.best) or (u < 0.0 and extreme < self.best):
@@ -849,12 +841,3 @@ class PaperBroker:
             if not math.isnan(px):
                 reason = order.reason or order.type.value
                 self._trade(order, order.remaining * order.side.sign, px, slip, reason)
-
-
-def _rollovers(
-    ts: npt.NDArray[np.int64], until: npt.NDArray[np.int64], hour: int
-) -> npt.NDArray[np.int64]:
-    """Return the daily rollovers at ``hour`` UTC in each ``[ts, until)`` (vectorized)."""
-    day = 86_400_000_000_000
-    offset = hour * 3_600_000_000_000
-    return (until - offset - 1) // day - (ts - offset - 1) // day
