@@ -13,6 +13,7 @@ an order with :func:`execution_id`.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from datetime import datetime
@@ -148,3 +149,9 @@ def is_client_order_id(text: str) -> bool:
     last it accepted without looking it up.
     """
     return _CLIENT_ORDER_ID.fullmatch(text) is not None
+
+
+def actor(who: str | None = None) -> str:
+    """Return who acts on the desk: the name given, else the login name (``$USER``), else
+    ``someone``."""
+    return who or os.environ.get("USER") or "someone"

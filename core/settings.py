@@ -11,7 +11,7 @@ import tomllib
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,6 +90,35 @@ class NotifySettings(BaseModel):
     timeout: float = Field(default=10.0, gt=0)
 
 
+#: The words that switch off a setting that may be unset (``min_dsr = "off"``).
+NONE_WORDS = frozenset({"none", "off", "null"})
+
+
+class PromotionSettings(BaseModel):
+    """The floors a model's out-of-sample scores must clear (``[promotion]`` in ``solodesk.toml``).
+
+    ``models promote`` moves ``champion`` only onto a challenger that clears them, the first
+    time as every later one, and ``models gate`` refuses to trade live a version that does not
+    (unless overridden with a written reason). ``min_psr`` is the probabilistic Sharpe ratio's
+    floor (score ``psr``), ``min_sharpe_ci_low`` the floor of the Sharpe confidence interval's
+    lower bound (``sharpe_ci_low``), ``min_dsr`` the deflated Sharpe ratio's (``dsr``). A floor
+    set to ``"off"`` or ``"none"`` (env ``SOLODESK_PROMOTION__MIN_PSR=off``) is not checked.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_psr: float | None = Field(default=0.95, allow_inf_nan=False)
+    min_sharpe_ci_low: float | None = Field(default=0.0, allow_inf_nan=False)
+    min_dsr: float | None = Field(default=None, allow_inf_nan=False)
+
+    @field_validator("min_psr", "min_sharpe_ci_low", "min_dsr", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in NONE_WORDS:
+            return None
+        return value
+
+
 class Settings(BaseSettings):
     """Everything configurable about a desk."""
 
@@ -114,6 +143,8 @@ class Settings(BaseSettings):
     # The trading runtime: the risk engine's limits and where notifications go.
     risk: RiskSettings = RiskSettings()
     notify: NotifySettings = NotifySettings()
+    # The floors out-of-sample scores must clear to be promoted or traded live.
+    promotion: PromotionSettings = PromotionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -4,32 +4,39 @@ A walk-forward run registers what it trained as a new version of a registered mo
 alias ``challenger`` and its out-of-sample scores as version tags ``score.<key>``.
 :meth:`ModelRegistry.promote` moves the alias ``champion`` onto the challenger when a
 :class:`PromotionRule` holds, and writes the decision and its reasons onto the challenger
-version (tags ``promotion.decision``, ``promotion.reason``, ``promotion.at``). What trades is
-whatever ``champion`` points at.
+version (tags ``promotion.decision``, ``promotion.reason``, ``promotion.at``); the floors of
+:meth:`PromotionRule.minimums` (:func:`check_floors`) apply to the first promotion as to every
+later one. What trades is whatever ``champion`` points at (or a version named), read through
+:meth:`ModelRegistry.alias_version`, :meth:`~ModelRegistry.version_info`,
+:meth:`~ModelRegistry.load_version` and :meth:`~ModelRegistry.run_params`.
 
 A model is stored as an MLflow pyfunc model (:class:`ProbaModel`) wrapping a *predictor*: any
 picklable object with ``feature_names: tuple[str, ...]`` and ``predict_proba(X) -> P(up)``.
 
-Logging a model goes through MLflow's process-wide tracking URI (set for the duration of the
-call and then restored), so one process should not call a registry from several threads.
+Logging and loading a model go through MLflow's process-wide tracking URI (set for the duration
+of the call and then restored). So every public :class:`ModelRegistry` method holds one
+process-wide lock, :data:`REGISTRY_LOCK`, for its whole duration: registry calls from several
+threads of one process (a watcher beside a reload) run one after the other, never interleaved.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
 import polars as pl
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Imported first: it sets MLflow's environment (no telemetry, no links on stdout) and quiets
 # its logging before MLflow is imported.
@@ -62,6 +69,21 @@ _SCORE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
 # Packages a stored model always needs to be loaded again.
 _BASE_REQUIREMENTS = ("cloudpickle", "numpy", "pandas")
+
+#: Held by every public :class:`ModelRegistry` method for its whole duration (re-entrant).
+REGISTRY_LOCK = threading.RLock()
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def holding_lock(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with REGISTRY_LOCK:
+            return method(*args, **kwargs)
+
+    return holding_lock
 
 
 def _check_predictor(predictor: object) -> tuple[str, ...]:
@@ -126,8 +148,8 @@ class ModelVersionInfo:
     """One version of a registered model.
 
     ``scores`` holds the version's ``score.<key>`` tags as numbers, ``tags`` every other tag
-    (including the ``promotion.*`` ones), ``aliases`` the aliases pointing at it, sorted, and
-    ``created`` its registration time in UTC.
+    (including the ``promotion.*`` and ``live_gate.*`` ones), ``aliases`` the aliases pointing at
+    it, sorted, and ``created`` its registration time in UTC.
     """
 
     name: str
@@ -160,16 +182,18 @@ class PromotionRule(BaseModel):
 
     The challenger must score strictly higher than the champion on ``require`` (``all`` or
     ``any``) of the score keys in ``criteria``; a score missing on either side does not beat.
-    The minimums (``min_dsr`` on score ``dsr``, ``min_sharpe_ci_low`` on ``sharpe_ci_low``)
-    must also be met, and alone decide while there is no champion.
+    The minimums (``min_psr`` on score ``psr``, ``min_sharpe_ci_low`` on ``sharpe_ci_low``,
+    ``min_dsr`` on ``dsr``; None is no minimum) must also be met, and alone decide while there
+    is no champion. A score missing misses its minimum.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     criteria: tuple[str, ...] = ("dsr", "sharpe_ci_low")
     require: Literal["all", "any"] = "all"
-    min_dsr: float | None = None
-    min_sharpe_ci_low: float | None = None
+    min_psr: float | None = Field(default=None, allow_inf_nan=False)
+    min_sharpe_ci_low: float | None = Field(default=None, allow_inf_nan=False)
+    min_dsr: float | None = Field(default=None, allow_inf_nan=False)
 
     @field_validator("criteria")
     @classmethod
@@ -208,8 +232,8 @@ class PromotionRule(BaseModel):
             raise UsageError(f"promotion rule {text!r}: {problems}") from None
 
     def minimums(self) -> dict[str, float]:
-        """Return the score keys with a minimum, and the minimum."""
-        found = {"dsr": self.min_dsr, "sharpe_ci_low": self.min_sharpe_ci_low}
+        """Return the score keys with a minimum, and the minimum (psr, sharpe_ci_low, dsr)."""
+        found = {"psr": self.min_psr, "sharpe_ci_low": self.min_sharpe_ci_low, "dsr": self.min_dsr}
         return {key: value for key, value in found.items() if value is not None}
 
 
@@ -217,16 +241,40 @@ def _format(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4g}"
 
 
+@dataclass(frozen=True)
+class FloorCheck:
+    """One score checked against its minimum; ``text`` says so (``psr 0.41 below minimum 0.95``)."""
+
+    key: str
+    value: float | None
+    minimum: float
+    met: bool
+    text: str
+
+
+def check_floors(scores: Mapping[str, float], minimums: Mapping[str, float]) -> list[FloorCheck]:
+    """Return each minimum checked against ``scores``, in the order of ``minimums``.
+
+    A score meets its minimum when it is at least the minimum; a score missing misses it.
+    """
+    checks = []
+    for key, minimum in minimums.items():
+        value = scores.get(key)
+        met = value is not None and value >= minimum
+        if value is None:
+            text = f"{key} missing (minimum {minimum:.4g})"
+        else:
+            text = f"{key} {_format(value)} {'>=' if met else 'below'} minimum {minimum:.4g}"
+        checks.append(FloorCheck(key, value, minimum, met, text))
+    return checks
+
+
 def _judge(
     rule: PromotionRule, challenger: ModelVersionInfo, champion: ModelVersionInfo | None
 ) -> tuple[bool, str]:
-    notes = []
-    minimums_met = True
-    for key, minimum in rule.minimums().items():
-        value = challenger.scores.get(key)
-        met = value is not None and value >= minimum
-        minimums_met = minimums_met and met
-        notes.append(f"{key} {_format(value)} {'>=' if met else 'below'} minimum {minimum:.4g}")
+    floors = check_floors(challenger.scores, rule.minimums())
+    notes = [check.text for check in floors]
+    minimums_met = all(check.met for check in floors)
     if champion is None:
         beaten = True
         notes.append("no champion yet")
@@ -275,6 +323,8 @@ def _not_found(exc: MlflowException) -> bool:
 class ModelRegistry:
     """Register challengers, promote champions and load models from an MLflow registry.
 
+    Every public method holds :data:`REGISTRY_LOCK` while it runs.
+
     Parameters
     ----------
     uri
@@ -286,6 +336,7 @@ class ModelRegistry:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
+    @_locked
     def log_model(self, *, run_id: str, predictor: object, input_example: pl.DataFrame) -> str:
         """Log ``predictor`` as the model ``model`` of run ``run_id``; return its model URI.
 
@@ -301,6 +352,7 @@ class ModelRegistry:
         with _use_tracking_uri(self.uri):
             return str(self._log_into_run(run_id, predictor, input_example).model_uri)
 
+    @_locked
     def register_challenger(
         self,
         *,
@@ -433,6 +485,7 @@ class ModelRegistry:
             return None
         return self._info(self.client.get_model_version(name, str(aliases[alias])), aliases)
 
+    @_locked
     def promote(self, name: str, rule: PromotionRule) -> PromotionDecision:
         """Make the challenger of ``name`` its champion if ``rule`` holds; record why.
 
@@ -472,11 +525,17 @@ class ModelRegistry:
         after = self._info(self.client.get_model_version(name, str(challenger.version)))
         return PromotionDecision(promoted, reason, after, champion)
 
+    @_locked
     def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]:
         """Return the versions of model ``name`` (of every model when None), newest first."""
         if name is not None:
             _check_name(name)
-        query = None if name is None else f"name = '{name}'"
+        found = self._search(None if name is None else f"name = '{name}'")
+        aliases = {model_name: self._aliases(model_name) for model_name in {v.name for v in found}}
+        infos = [self._info(version, aliases[version.name]) for version in found]
+        return sorted(infos, key=lambda i: (i.created, i.name, i.version), reverse=True)
+
+    def _search(self, query: str | None) -> list[ModelVersion]:
         found: list[ModelVersion] = []
         token: str | None = None
         while True:
@@ -484,11 +543,9 @@ class ModelRegistry:
             found.extend(page)
             token = page.token
             if not token:
-                break
-        aliases = {model_name: self._aliases(model_name) for model_name in {v.name for v in found}}
-        infos = [self._info(version, aliases[version.name]) for version in found]
-        return sorted(infos, key=lambda i: (i.created, i.name, i.version), reverse=True)
+                return found
 
+    @_locked
     def load_alias(self, name: str, alias: str) -> object:
         """Return the pyfunc model that ``alias`` of ``name`` points at.
 
@@ -502,9 +559,90 @@ class ModelRegistry:
         if alias not in aliases:
             known = ", ".join(sorted(aliases)) or "none"
             raise UsageError(f"registered model {name!r} has no alias {alias!r} (has: {known})")
+        return self._load(name, aliases[alias])
+
+    @_locked
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """Return the version ``alias`` of ``name`` points at, or None if the alias is unset.
+
+        Raises
+        ------
+        UsageError
+            If there is no registered model ``name``.
+        """
+        _check_name(name)
+        return self._aliases(name).get(alias)
+
+    @_locked
+    def version_info(self, name: str, version: int) -> ModelVersionInfo:
+        """Return version ``version`` of ``name``: its run, aliases, scores and tags.
+
+        Raises
+        ------
+        UsageError
+            If there is no registered model ``name``, or it has no such version (naming the
+            versions it has).
+        """
+        _check_name(name)
+        aliases = self._aliases(name)
+        try:
+            found = self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
+            numbers = sorted(int(v.version) for v in self._search(f"name = '{name}'"))
+            known = ", ".join(str(number) for number in numbers) or "none"
+            msg = f"registered model {name!r} has no version {version} (has: {known})"
+            raise UsageError(msg) from None
+        return self._info(found, aliases)
+
+    @_locked
+    def load_version(self, name: str, version: int) -> object:
+        """Return the pyfunc model of version ``version`` of ``name`` (as :meth:`load_alias`).
+
+        Raises
+        ------
+        UsageError
+            If there is no registered model ``name``, or it has no such version.
+        """
+        info = self.version_info(name, version)
+        return self._load(name, info.version)
+
+    def _load(self, name: str, version: int) -> object:
+        # The download URI of a ``models:/`` source resolves through the process-wide URI.
         with _use_tracking_uri(self.uri):
-            uri = self.client.get_model_version_download_uri(name, str(aliases[alias]))
+            uri = self.client.get_model_version_download_uri(name, str(version))
             return load_model(uri)
+
+    @_locked
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on version ``version`` of ``name`` (a tag already there is replaced).
+
+        Raises
+        ------
+        UsageError
+            If there is no registered model ``name``, or it has no such version.
+        """
+        info = self.version_info(name, version)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(info.version), key, value)
+
+    @_locked
+    def run_params(self, run_id: str) -> dict[str, str]:
+        """Return the parameters logged to the MLflow run ``run_id``.
+
+        Raises
+        ------
+        UsageError
+            If there is no such run.
+        """
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise UsageError(f"no MLflow run {run_id} in {self.uri}") from None
+            raise
+        return dict(run.data.params)
 
 
 def _check_name(name: str) -> None:

@@ -236,7 +236,19 @@ _SCHEMA: Final = (
     "CREATE UNIQUE INDEX IF NOT EXISTS broker_fills_seq ON broker_fills (broker, seq)",
     """CREATE TABLE IF NOT EXISTS broker_state (
         broker TEXT PRIMARY KEY, body TEXT NOT NULL)""",
+    # Every live-gate decision on a registered model version, never rewritten.
+    """CREATE TABLE IF NOT EXISTS live_gates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('allowed', 'refused', 'overridden')),
+        allowed INTEGER NOT NULL, overridden INTEGER NOT NULL, reason TEXT NOT NULL,
+        missed TEXT NOT NULL, override_reason TEXT, who TEXT)""",
+    "CREATE INDEX IF NOT EXISTS live_gates_version ON live_gates (name, version, id)",
 )
+_GATE_FIELDS: Final = (
+    "at", "name", "version", "decision", "allowed", "overridden", "reason", "missed",
+    "override_reason", "who",
+)  # fmt: skip
 
 _ORDER_FIELDS: Final = tuple(Order.model_fields)
 _FILL_FIELDS: Final = tuple(Fill.model_fields)
@@ -766,6 +778,30 @@ class StateDB:
                 [session, session],
             ).fetchall()
         return [_control(row) for row in rows]
+
+    # -- the live gate -------------------------------------------------------------------------
+
+    def record_live_gate(self, record: Mapping[str, object]) -> None:
+        """Append one live-gate decision (the keys of ``services.models.gate_record``)."""
+        values = [record.get(name) for name in _GATE_FIELDS]
+        self._con.execute(
+            f"INSERT INTO live_gates ({', '.join(_GATE_FIELDS)}) "
+            f"VALUES ({', '.join('?' * len(_GATE_FIELDS))})",
+            [int(v) if isinstance(v, bool) else v for v in values],
+        )
+
+    def live_gates(self, name: str | None = None) -> list[dict[str, object]]:
+        """Return the live-gate decisions (on model ``name`` when given), oldest first."""
+        where, args = ("WHERE name = ?", [name]) if name is not None else ("", [])
+        rows = self._con.execute(
+            f"SELECT {', '.join(_GATE_FIELDS)} FROM live_gates {where} ORDER BY id", args
+        ).fetchall()
+        out = []
+        for row in rows:
+            item = dict(zip(_GATE_FIELDS, row, strict=True))
+            item["allowed"], item["overridden"] = bool(item["allowed"]), bool(item["overridden"])
+            out.append(item)
+        return out
 
     # -- live bars -----------------------------------------------------------------------------
 

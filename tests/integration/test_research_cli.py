@@ -56,17 +56,23 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
 }  # fmt: skip
 
 
+# Floors low enough for the sample's weak model (its PSR and Sharpe CI are far below the defaults).
+LOW_FLOORS = ["--min-psr", "0", "--min-ci-low", "-1000"]
+
+
 @dataclass(frozen=True)
 class PromotionChain:
     """Two walk-forwards on one desk, a promotion after each, then the registry's listing.
 
     ``aliases_after_rolling`` is the registered model's aliases right after the first
-    walk-forward, before anything else touched the registry.
+    walk-forward, before anything else touched the registry. The sample's model misses the
+    default floors (``refused_promotion``); the first promotion lowers them.
     """
 
     home: Path
     rolling: Invocation
     aliases_after_rolling: dict[str, int]
+    refused_promotion: Invocation
     first_promotion: Invocation
     cpcv: Invocation
     second_promotion: Invocation
@@ -102,11 +108,12 @@ def chain(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> 
     if rolling.returncode == 0:
         model = _mlflow_client(home).get_registered_model(MODEL)
         aliases = {alias: int(version) for alias, version in model.aliases.items()}
-    first = invoke(["models", "promote", "--name", MODEL, "--json"], home)
+    refused = invoke(["models", "promote", "--name", MODEL, "--json"], home)
+    first = invoke(["models", "promote", "--name", MODEL, *LOW_FLOORS, "--json"], home)
     cpcv = invoke(CPCV, home)
     second = invoke(["models", "promote", "--name", MODEL, "--min-dsr", "1.01", "--json"], home)
     listing = invoke(["models", "list", "--json"], home)
-    return PromotionChain(home, rolling, aliases, first, cpcv, second, listing)
+    return PromotionChain(home, rolling, aliases, refused, first, cpcv, second, listing)
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +318,22 @@ def test_walkforward_cpcv_prints_pbo_and_one_sharpe_per_path(chain: PromotionCha
     assert summary["model_version"] == 2
 
 
-def test_models_promote_without_champion_promotes_the_challenger(chain: PromotionChain) -> None:
+def test_models_promote_first_challenger_below_default_floors_refused(
+    chain: PromotionChain,
+) -> None:
+    # Act
+    decision = _one_line(chain.refused_promotion)
+
+    # Assert
+    assert (decision["promoted"], decision["challenger"], decision["champion_before"]) == (
+        False, 1, None,
+    )  # fmt: skip
+    assert decision["reason"].startswith("rejected: psr ")
+    assert "below minimum 0.95" in decision["reason"]
+    assert decision["reason"].endswith("; no champion yet")
+
+
+def test_models_promote_lower_floors_promote_the_challenger(chain: PromotionChain) -> None:
     # Arrange
     client = _mlflow_client(chain.home)
 
@@ -319,13 +341,15 @@ def test_models_promote_without_champion_promotes_the_challenger(chain: Promotio
     decision = _one_line(chain.first_promotion)
 
     # Assert
-    assert decision == {
+    assert {k: v for k, v in decision.items() if k != "reason"} == {
         "name": MODEL,
         "promoted": True,
-        "reason": "promoted: no champion yet",
         "challenger": 1,
         "champion_before": None,
     }
+    assert decision["reason"].startswith("promoted: psr ")
+    assert ">= minimum 0; sharpe_ci_low " in decision["reason"]
+    assert decision["reason"].endswith(">= minimum -1000; no champion yet")
     assert client.get_model_version(MODEL, "1").tags["promotion.decision"] == "promoted"
 
 

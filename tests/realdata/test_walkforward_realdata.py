@@ -240,7 +240,8 @@ def test_models_promote_on_real_walkforwards_follows_default_rule_and_records_re
     audited: AuditedRun,
 ) -> None:
     # Arrange
-    from feature_store.model_registry import PromotionRule
+    from feature_store.model_registry import PromotionRule, check_floors
+    from services.models import promotion_rule
 
     desk = audited.desk
     first = audited.summary["model_version"]
@@ -251,8 +252,12 @@ def test_models_promote_on_real_walkforwards_follows_default_rule_and_records_re
     (other,) = _solodesk(desk, second_run)
     second = other["model_version"]
     stored = _versions(desk)
-    expected = _beats(stored[second], stored[first], "dsr") and _beats(
-        stored[second], stored[first], "sharpe_ci_low"
+    # The default floors of [promotion] (PSR, Sharpe CI low) apply as well as the rule.
+    floors = check_floors(stored[second].scores, promotion_rule(desk.settings).minimums())
+    expected = (
+        all(check.met for check in floors)
+        and _beats(stored[second], stored[first], "dsr")
+        and _beats(stored[second], stored[first], "sharpe_ci_low")
     )
 
     # Act
@@ -269,6 +274,7 @@ def test_models_promote_on_real_walkforwards_follows_default_rule_and_records_re
     assert after[second].tags["promotion.decision"] == ("promoted" if expected else "rejected")
     assert after[second].tags["promotion.reason"] == decision["reason"]
     assert f"(champion v{first})" in decision["reason"]
+    assert all(check.text in decision["reason"] for check in floors)
     champion = second if expected else first
     assert "champion" in after[champion].aliases
     assert "challenger" in after[second].aliases

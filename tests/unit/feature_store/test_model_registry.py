@@ -1,8 +1,11 @@
-"""The model registry: challengers from runs, promotion by rule, decisions kept as tags."""
+"""The model registry: challengers from runs, promotion by rule and floors, decisions kept as
+tags, the versions the live loop reads, and the process-wide lock its calls hold."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import inspect
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,10 +21,12 @@ from sklearn.linear_model import LogisticRegression
 from core.errors import UsageError
 from core.settings import Settings
 from feature_store.model_registry import (
+    REGISTRY_LOCK,
     ModelRegistry,
     ModelVersionInfo,
     ProbaModel,
     PromotionRule,
+    check_floors,
 )
 from feature_store.tracking import MlflowTracker
 
@@ -483,3 +488,208 @@ def test_promotion_rule_parse_bad_text_raises_usage_error(text: str, message: st
 def test_promotion_rule_unknown_field_rejected() -> None:
     with pytest.raises(ValueError, match="min_sharpe"):
         PromotionRule(min_sharpe=1.0)  # type: ignore[call-arg]
+
+
+# The demo's first challenger: an out-of-sample Sharpe interval wholly below zero.
+DEMO_SCORES = {"dsr": 0.02, "psr": 0.41, "sharpe": -2.1, "sharpe_ci_low": -4.28}
+FLOORS = PromotionRule(min_psr=0.95, min_sharpe_ci_low=0.0)
+
+
+def test_promote_first_challenger_below_floors_rejected_naming_each_floor(desk: Desk) -> None:
+    _register(desk, "demo", DEMO_SCORES)
+
+    decision = desk.registry.promote("demo", FLOORS.model_copy(update={"min_dsr": 0.5}))
+
+    assert not decision.promoted
+    assert decision.champion_before is None
+    assert decision.reason == (
+        "rejected: psr 0.41 below minimum 0.95; sharpe_ci_low -4.28 below minimum 0; "
+        "dsr 0.02 below minimum 0.5; no champion yet"
+    )
+    assert desk.registry.alias_version("demo", "champion") is None
+    assert _version_tags(desk, "demo", 1)["promotion.decision"] == "rejected"
+
+
+def test_promote_better_challenger_below_psr_floor_rejected(desk: Desk) -> None:
+    _register(desk, "later", {"dsr": 0.5, "psr": 0.97, "sharpe_ci_low": 0.1})
+    assert desk.registry.promote("later", FLOORS).promoted
+    _register(desk, "later", {"dsr": 0.9, "psr": 0.94, "sharpe_ci_low": 0.3})
+
+    decision = desk.registry.promote("later", FLOORS)
+
+    assert not decision.promoted
+    assert decision.reason.startswith("rejected: psr 0.94 below minimum 0.95; ")
+    assert "dsr 0.9 > 0.5 (champion v1)" in decision.reason
+    assert desk.registry.alias_version("later", "champion") == 1
+
+
+def test_promote_score_missing_misses_its_floor(desk: Desk) -> None:
+    _register(desk, "no-psr", {"dsr": 0.9, "sharpe_ci_low": 0.3})
+
+    decision = desk.registry.promote("no-psr", FLOORS)
+
+    assert not decision.promoted
+    assert "psr missing (minimum 0.95)" in decision.reason
+    assert "sharpe_ci_low 0.3 >= minimum 0" in decision.reason
+
+
+def test_check_floors_equal_meets_missing_misses_in_order_of_minimums() -> None:
+    checks = check_floors(
+        {"psr": 0.95, "dsr": 0.1}, {"psr": 0.95, "sharpe_ci_low": 0.0, "dsr": 0.2}
+    )
+
+    assert [(c.key, c.value, c.met) for c in checks] == [
+        ("psr", 0.95, True),
+        ("sharpe_ci_low", None, False),
+        ("dsr", 0.1, False),
+    ]
+    assert [c.text for c in checks] == [
+        "psr 0.95 >= minimum 0.95",
+        "sharpe_ci_low missing (minimum 0)",
+        "dsr 0.1 below minimum 0.2",
+    ]
+
+
+def test_promotion_rule_minimums_psr_first_and_unset_left_out() -> None:
+    rule = PromotionRule(min_dsr=0.3, min_psr=0.9)
+
+    assert rule.minimums() == {"psr": 0.9, "dsr": 0.3}
+    assert list(PromotionRule(min_dsr=0.3, min_sharpe_ci_low=0.0, min_psr=0.9).minimums()) == [
+        "psr",
+        "sharpe_ci_low",
+        "dsr",
+    ]
+
+
+def test_promotion_rule_nan_floor_rejected() -> None:
+    with pytest.raises(ValueError, match="min_psr"):
+        PromotionRule(min_psr=float("nan"))
+
+
+def test_alias_version_set_unset_and_unknown_model(desk: Desk) -> None:
+    _register(desk, "aliased", {"dsr": 0.1})
+    _register(desk, "aliased", {"dsr": 0.2})
+
+    assert desk.registry.alias_version("aliased", "challenger") == 2
+    assert desk.registry.alias_version("aliased", "champion") is None
+    with pytest.raises(UsageError, match="no registered model 'unheard-of'"):
+        desk.registry.alias_version("unheard-of", "champion")
+
+
+def test_version_info_returns_version_and_absent_one_names_those_there_are(desk: Desk) -> None:
+    _register(desk, "infos", {"dsr": 0.1, "psr": 0.6})
+    _register(desk, "infos", {"dsr": 0.2})
+
+    info = desk.registry.version_info("infos", 1)
+
+    assert (info.name, info.version, info.aliases) == ("infos", 1, ())
+    assert info.scores == {"dsr": 0.1, "psr": 0.6}
+    with pytest.raises(UsageError, match=r"'infos' has no version 7 \(has: 1, 2\)"):
+        desk.registry.version_info("infos", 7)
+    with pytest.raises(UsageError, match="no registered model 'no-infos'"):
+        desk.registry.version_info("no-infos", 1)
+
+
+def test_load_version_loads_that_version_not_the_alias(desk: Desk) -> None:
+    weights = (300.0, -0.02)
+    _register(desk, "by-version", {"dsr": 0.1}, weights=weights)
+    _register(desk, "by-version", {"dsr": 0.2}, weights=(-300.0, 0.02))
+    frame = _features(10)
+
+    model = desk.registry.load_version("by-version", 1)
+    got = model.predict(frame.to_pandas())["proba"].to_numpy()  # type: ignore[attr-defined]
+
+    expected = LogisticPredictor(FEATURES, weights).predict_proba(frame.select(FEATURES).to_numpy())
+    np.testing.assert_allclose(got, expected)
+    with pytest.raises(UsageError, match="has no version 3"):
+        desk.registry.load_version("by-version", 3)
+
+
+def test_run_params_returns_the_run_params_and_unknown_run_raises(desk: Desk) -> None:
+    info = _register(desk, "with-params", {"dsr": 0.1})
+    desk.tracker.log_params(info.run_id, {"feature_set": "default", "horizon": 4})
+
+    params = desk.registry.run_params(info.run_id)
+
+    assert params == {"feature_set": "default", "horizon": "4"}
+    with pytest.raises(UsageError, match=r"no MLflow run f{32}"):
+        desk.registry.run_params("f" * 32)
+
+
+def test_set_version_tags_replaces_and_adds(desk: Desk) -> None:
+    _register(desk, "tagged", {"dsr": 0.1})
+
+    desk.registry.set_version_tags("tagged", 1, {"symbol": "GBPUSD", "live_gate.override": ""})
+
+    tags = _version_tags(desk, "tagged", 1)
+    assert (tags["symbol"], tags["live_gate.override"]) == ("GBPUSD", "")
+    with pytest.raises(UsageError, match="has no version 2"):
+        desk.registry.set_version_tags("tagged", 2, {"a": "b"})
+
+
+def test_registry_call_waits_while_another_thread_holds_the_lock(desk: Desk) -> None:
+    _register(desk, "locked", {"dsr": 0.1})
+    answers: list[int | None] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(desk.registry.alias_version("locked", "challenger"))
+    )
+
+    with REGISTRY_LOCK:
+        caller.start()
+        caller.join(timeout=0.3)
+        waited = caller.is_alive()
+    caller.join(timeout=10)
+
+    assert waited
+    assert answers == [1]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.alias_version("probed", "challenger"),
+        lambda r: r.version_info("probed", 1),
+        lambda r: r.list_versions("probed"),
+        lambda r: r.promote("probed", PromotionRule()),
+    ],
+    ids=["alias_version", "version_info", "list_versions", "promote"],
+)
+def test_registry_call_holds_the_lock_while_it_reads_the_store(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, call: Callable[[ModelRegistry], object]
+) -> None:
+    if desk.registry.list_versions("probed") == []:
+        _register(desk, "probed", {"dsr": 0.1})
+    read = desk.registry.client.get_registered_model
+    free_from_other_thread: list[bool] = []
+
+    def probing(name: str) -> object:
+        def probe() -> None:
+            got = REGISTRY_LOCK.acquire(blocking=False)
+            if got:
+                REGISTRY_LOCK.release()
+            free_from_other_thread.append(got)
+
+        other = threading.Thread(target=probe)
+        other.start()
+        other.join()
+        return read(name)
+
+    monkeypatch.setattr(desk.registry.client, "get_registered_model", probing)
+
+    call(desk.registry)
+
+    assert free_from_other_thread
+    assert not any(free_from_other_thread)
+
+
+def test_every_public_registry_method_is_wrapped_in_the_lock() -> None:
+    public = {
+        name: member
+        for name, member in vars(ModelRegistry).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+
+    unlocked = [name for name, member in public.items() if not hasattr(member, "__wrapped__")]
+
+    assert {"alias_version", "version_info", "load_version", "run_params"} <= set(public)
+    assert unlocked == []
