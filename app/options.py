@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -32,6 +32,9 @@ from pipelines.backtest.config import (
     SweepSearch,
 )
 from pipelines.train.config import Objective, WalkForwardConfig
+
+if TYPE_CHECKING:
+    from services.live_model import ModelChoice
 
 __all__ = [
     "Anchor",
@@ -188,6 +191,28 @@ StrategyFeatureSetOpt = Annotated[
 # -- strategies and costs --------------------------------------------------------------------
 
 StrategyOpt = Annotated[str, typer.Option(help="A strategy name (solodesk strategies lists them).")]
+StrategyChoiceOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--strategy", help="A strategy name (solodesk strategies lists them); or give --name."
+    ),
+]
+TradedModelOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--name",
+        help="A registered model to trade instead of a strategy (e.g. EURUSD-H1-default), "
+        "through ml_model with the rule it was trained with.",
+    ),
+]
+ModelAliasOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--alias", help="With --name: the alias to trade (default champion)."),
+]
+ModelVersionOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--version", min=1, help="With --name: trade this version (no alias)."),
+]
 ParamOpt = Annotated[
     Optional[list[str]],  # noqa: UP045 - typer needs Optional for lists
     typer.Option("--param", help="k=v, repeatable (sweeps: k=lo:hi:step or k=a,b,c)."),
@@ -313,6 +338,34 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of samplers, learners and the b
 ModelNameOpt = Annotated[
     str, typer.Option("--name", help="Registered model, e.g. EURUSD-H1-default.")
 ]
+
+
+def model_choice(
+    strategy: str | None,
+    name: str | None,
+    alias: str | None,
+    version: int | None,
+    params: Path,
+) -> ModelChoice | None:
+    """Return the registered model ``--name`` chose, or None for ``--strategy``.
+
+    Raises
+    ------
+    UsageError
+        Unless exactly one of --strategy and --name is given, or when --alias or --version
+        come without --name, or together.
+    """
+    from services.live_model import ModelChoice
+
+    if (strategy is None) == (name is None):
+        raise UsageError("give --strategy NAME or --name MODEL (a registered model), not both")
+    if name is None:
+        if alias is not None or version is not None:
+            raise UsageError("--alias and --version choose a version of --name MODEL")
+        return None
+    if alias is not None and version is not None:
+        raise UsageError("give --alias or --version, not both")
+    return ModelChoice(name=name, alias=alias, version=version, params_file=params)
 
 
 def speed_value(text: str | None) -> float | None:

@@ -244,6 +244,7 @@ class NoticeKind(StrEnum):
     LOOP_STARTED = "loop_started"
     LOOP_STOPPED = "loop_stopped"
     LOOP_CRASHED = "loop_crashed"
+    MODEL_RELOADED = "model_reloaded"
     DAILY_SUMMARY = "daily_summary"
     TEST = "test"
 

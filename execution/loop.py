@@ -66,6 +66,7 @@ from execution.risk import OrderCheck, RiskEngine, RiskEvent, RiskMode, increase
 from execution.sizing import Sizer
 from feature_store.state import EQUITY_POINT, ControlRequest, IntentRecord, RiskEventRecord
 from models.strategies.base import Signals, SignalStream
+from models.strategies.ml_model import MODEL_VERSION_COLUMN
 
 Stage = Literal["open", "close", "decide", "end"]
 STAGES: tuple[Stage, ...] = ("open", "close", "decide", "end")
@@ -221,6 +222,10 @@ class Runtime:
         self.clock = clock
         self.notifier = notifier
         self.features = features
+        #: The model version the next order intent records; a model's signals may move it
+        #: between bars (a reload), through their ``model_version`` column.
+        self.model_version = config.model_version
+        self._versions: np.ndarray | None = None
         self.cp = _Checkpoint()
         self.seq = 0
         self.trade: _Trade | None = None
@@ -294,6 +299,10 @@ class Runtime:
             self.notifier.notify(notice)
         self._notices = []
 
+    def tell(self, kind: NoticeKind, title: str, body: str, key: str = "") -> None:
+        """Send a notice about the session with the loop's next commit."""
+        self._notice(kind, title, body, key)
+
     def _notice(self, kind: NoticeKind, title: str, body: str, key: str = "") -> None:
         self._notices.append(
             Notice(
@@ -352,7 +361,9 @@ class Runtime:
                 continue
             if self.config.mode == "live":
                 self._keep_bars(batch)
-            signals = self.stream.update(_columns(batch), self._features_of(batch))
+            features = self._features_of(batch)
+            self._versions = None if features is None else features.get(MODEL_VERSION_COLUMN)
+            signals = self.stream.update(_columns(batch), features)
             eventful = self._eventful(signals, len(batch))
             i = 0
             while i < len(batch) and not self.cp.stopped:
@@ -400,6 +411,8 @@ class Runtime:
     def _bar(self, b: BarBatch, signals: Signals, i: int) -> None:
         ts = int(b.ts[i])
         cp = self.cp
+        if self._versions is not None:
+            self.model_version = str(int(self._versions[i]))
         if cp.bar_ts != ts:
             cp.bar_ts, cp.stage, cp.bar_index = ts, -1, cp.bar_index + 1
         if cp.stage < 0:
@@ -727,7 +740,7 @@ class Runtime:
                 session=cfg.session, client_order_id=cid, ts=now,
                 bar_ts=utc_from_ns(decision_bar), strategy=cfg.strategy, params=cfg.params,
                 decision=decision, units=units, reason=reason, model=cfg.model,
-                model_version=cfg.model_version, feature_set_version=cfg.feature_set_version,
+                model_version=self.model_version, feature_set_version=cfg.feature_set_version,
                 risk="allowed" if verdict is None else verdict,
             )  # fmt: skip
             self.db.record_intent(record)

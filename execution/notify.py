@@ -74,6 +74,7 @@ _NOTIFY_TYPES = {
     NoticeKind.LOOP_CRASHED: "failure",
     NoticeKind.RISK_STATE: "warning",
     NoticeKind.STALE_FEED: "warning",
+    NoticeKind.MODEL_RELOADED: "info",
 }
 _SEEN_LIMIT = 4096
 

@@ -27,10 +27,12 @@ from core.errors import UsageError
 from core.ids import new_run_id
 from core.settings import Settings
 from core.times import iso_z, utc_now
+from execution.model_signals import ModelSignals
 from feature_store.backtests import BacktestStore, StoredRun
 from feature_store.feature_index import FeatureStore
 from feature_store.series import SeriesData, load_series
 from models.strategies.base import Strategy
+from models.strategies.ml_model import MlModel
 from models.strategies.registry import grid, make_strategy, parse_range, random_samples
 from pipelines.backtest.config import BacktestConfig, Engine, SweepSearch
 from pipelines.backtest.engine import BacktestResult, run_backtest
@@ -47,6 +49,7 @@ from pipelines.backtest.sweep import (
 )
 from pipelines.backtest.tearsheet import tearsheet_html
 from services.common import Progress, git_commit, load_user_strategy, strategy_ref
+from services.live_model import ModelChoice
 
 __all__ = ["SeriesData", "default_jobs", "load_series"]  # what the commands call besides jobs
 
@@ -252,22 +255,24 @@ def compute_backtest(
     run_id: str,
     report: bool = True,
     engine: Engine = Engine.VECTOR,
+    signals: ModelSignals | None = None,
 ) -> BacktestComputation:
     """Run a strategy through an engine on a loaded series; measure it; render its tearsheet.
 
     ``engine="event"`` runs the trading loop on the replayed bars
     (:func:`services.runtime.event_backtest`) instead of the compiled vectorized engine; both
-    give the same trades and equity.
+    give the same trades and equity. A model's ``signals`` give the loop its P(up) bar by bar
+    (the vectorized engine reads it from ``features``).
     """
     strategy = make_strategy(strategy_cls, params)
     if engine is Engine.EVENT:
         from services.runtime import event_backtest
 
-        result = event_backtest(data, strategy_cls, params, config, features)
+        result = event_backtest(data, strategy_cls, params, config, features, signals)
     else:
-        signals = strategy.signals(data.bars, features)
+        targets = strategy.signals(data.bars, features)
         result = run_backtest(
-            data.bars, signals, data.instrument, config, side=data.key.side.value,
+            data.bars, targets, data.instrument, config, side=data.key.side.value,
             bars_per_year=data.bars_per_year, to_account=data.to_account,
         )  # fmt: skip
     traded = traded_notional(result.position, data.bars["close"].to_numpy(), data.to_account)
@@ -326,22 +331,53 @@ def run_stored_backtest(
     feature_set: str = "default",
     report: bool = True,
     engine: Engine = Engine.VECTOR,
+    model: ModelChoice | None = None,
 ) -> BacktestOutcome:
-    """Backtest a strategy on a loaded series, store the run and write its tearsheet."""
+    """Backtest a strategy, or a registered model, on a loaded series; store the run and
+    write its tearsheet.
+
+    A ``model`` trades through ``ml_model`` by the rule it was trained with. The event engine
+    computes its features bar by bar in the loop; the vectorized engine reads them from the
+    research feature table: on the same bars, fills and costs both give the same trades.
+    """
     started = time.perf_counter()
     created = utc_now()
-    cls = load_user_strategy(settings, strategy_name)
-    features = load_strategy_features(settings, cls, data, feature_set)
+    signals = None
+    release = None
+    if model is not None:
+        from services.live_model import (
+            load_release,
+            model_inputs,
+            model_probabilities,
+            model_signals,
+            release_params,
+        )
+
+        release = load_release(settings, model.name, alias=model.alias, version=model.version)
+        inputs = model_inputs(settings, data, release, model.params_file)
+        cls: type[Strategy] = MlModel
+        params = release_params(release)
+        if engine is Engine.EVENT:
+            features = None
+            signals = model_signals(inputs, release)
+        else:
+            features = model_probabilities(inputs, release, data)
+    else:
+        cls = load_user_strategy(settings, strategy_name)
+        features = load_strategy_features(settings, cls, data, feature_set)
     run_id = new_run_id("backtest", created)
     done = compute_backtest(
-        data, cls, params, config, features, run_id=run_id, report=report, engine=engine
-    )
+        data, cls, params, config, features, run_id=run_id, report=report, engine=engine,
+        signals=signals,
+    )  # fmt: skip
     record = {
         "kind": "backtest",
         "engine": engine.value,
         "created": iso_z(created),
         "strategy": done.strategy,
         "params": done.params,
+        "model": None if release is None else release.name,
+        "model_version": None if release is None else release.version,
         **_series_record(data),
         "first": iso_z(data.bars["ts"][0]),
         "last": iso_z(data.bars["ts"][-1]),

@@ -24,8 +24,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import UsageError
-from core.ids import new_run_id
-from core.ports import BarBatch, Notifier, NullNotifier
+from core.ids import actor, new_run_id
+from core.ports import BarBatch, NoticeKind, Notifier, NullNotifier
 from core.processes import process_running
 from core.settings import RiskSettings, Settings
 from core.timeframes import Timeframe
@@ -37,12 +37,14 @@ from execution.costs import CostModel
 from execution.feeds import ReplayFeed, bar_batch, slice_batch
 from execution.journal import Journal
 from execution.loop import Runtime, RuntimeConfig, RunTotals
+from execution.model_signals import ModelRelease, ModelSignals
 from execution.risk import RiskEngine, RiskState, RiskStatus, parse_risk_overrides
 from execution.sizing import Sizer
 from feature_store.series import SeriesData, load_series
 from feature_store.state import ControlRequest, RiskEventRecord, SessionRecord, StateDB
 from models.strategies.base import Strategy
 from models.strategies.incremental import signal_stream
+from models.strategies.ml_model import MlModelStream
 from models.strategies.registry import make_strategy
 from pipelines.backtest.config import BacktestConfig
 from pipelines.backtest.engine import STAMP, TRADE_SCHEMA, BacktestResult
@@ -92,10 +94,37 @@ class PaperOptions(BaseModel):
     feature_set: str = "default"
     backtest: BacktestConfig = BacktestConfig()
     simulator: SimulatorOptions = SimulatorOptions()
+    model: str | None = None
+    model_alias: str | None = None
+    model_version: int | None = None
+    params_file: str = "params.yaml"
 
     def identity(self) -> dict[str, Any]:
         """Return the options as the session record keeps them (JSON-ready)."""
         return jsonable(self.model_dump(mode="json"))  # type: ignore[return-value]
+
+
+class PaperShortfall(BaseModel):
+    """A model's paper session beside the walk-forward that judged it, over the same bars.
+
+    The walk-forward fills at the signal bar's close with its own costs; paper fills after the
+    close plus latency, at the bid or the ask, in whole lots. ``walkforward_*`` are the
+    walk-forward's out-of-sample figures on the session's bars (None where it has none there);
+    ``shortfall`` is the walk-forward's return minus the paper return.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    first: str
+    last: str
+    bars: int
+    paper_return: float
+    paper_trades: int
+    walkforward_run: str | None
+    walkforward_bars: int
+    walkforward_return: float | None
+    walkforward_trades: int | None
+    shortfall: float | None
 
 
 class PaperSummary(RunTotals):
@@ -103,7 +132,9 @@ class PaperSummary(RunTotals):
 
     The loop's totals (:class:`~execution.loop.RunTotals`: session totals, what this run did,
     the ledger hash, the risk state) with the session they belong to. ``seconds`` is the whole
-    command's time, loading included.
+    command's time, loading included. A model's session adds the model and the version trading
+    when the run ended, ``warmup_seconds`` (the time to bring its live features up to the bar it
+    starts or resumes at, from stored bars) and the walk-forward beside it (``shortfall``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +147,10 @@ class PaperSummary(RunTotals):
     resumed: bool
     status: str
     message: str
+    model: str | None = None
+    model_version: int | None = None
+    warmup_seconds: float | None = None
+    shortfall: PaperShortfall | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +162,7 @@ class SessionInputs:
     strategy: Strategy
     strategy_cls: type[Strategy]
     features: pl.DataFrame | None
+    signals: ModelSignals | None = None
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -264,6 +300,9 @@ def build_runtime(
     runtime_config = RuntimeConfig(
         session=session, account=account, mode=mode, symbol=instrument.symbol,
         strategy=inputs.strategy_cls.name,
+        model=inputs.signals.release.name if inputs.signals else None,
+        model_version=str(inputs.signals.release.version) if inputs.signals else None,
+        feature_set_version=inputs.signals.feature_set_version if inputs.signals else None,
         params={k: getattr(inputs.strategy, k, None) for k in (p.name for p in inputs.strategy_cls.params)},
         fill=config.fill.value if mode == "backtest" else "close",
         direction=config.direction.value, stop_loss_pips=config.stop_loss_pips,
@@ -276,7 +315,7 @@ def build_runtime(
     return Runtime(
         runtime_config, stream=signal_stream(inputs.strategy), broker=broker, journal=journal,
         risk=risk, sizer=sizer, costs=costs, clock=clock, notifier=notifier,
-        features=_feature_lookup(inputs.bars, inputs.features),
+        features=inputs.signals or _feature_lookup(inputs.bars, inputs.features),
     )  # fmt: skip
 
 
@@ -296,16 +335,18 @@ def event_backtest(
     params: Mapping[str, object],
     config: BacktestConfig,
     features: pl.DataFrame | None,
+    signals: ModelSignals | None = None,
 ) -> BacktestResult:
     """Backtest through the trading loop on replayed bars (``--engine event``).
 
     The loop, the paper broker with fills at once, no latency and no lot rounding, and the
     risk engine with no limits, on a scratch state database: the same trades and equity as the
-    vectorized engine (``tests/realdata/test_event_parity.py``).
+    vectorized engine (``tests/realdata/test_event_parity.py``). A model's ``signals`` compute
+    its features bar by bar from the first bar, as a paper session does.
     """
     strategy = make_strategy(strategy_cls, params)
     bars = series_batch(data)
-    inputs = SessionInputs(data, bars, strategy, strategy_cls, features)
+    inputs = SessionInputs(data, bars, strategy, strategy_cls, features, signals)
     with tempfile.TemporaryDirectory(prefix="solodesk-event-") as scratch:
         db = StateDB(Path(scratch) / "event.db")
         try:
@@ -403,14 +444,27 @@ def run_paper(
     spread_given: bool = True,
     notifier: Notifier | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> PaperSummary:
-    """Paper-trade a strategy on replayed stored bars, resuming the session if it exists."""
+    """Paper-trade a strategy or a registered model on replayed stored bars, resuming the
+    session if it exists.
+
+    A model session (``options.model``) trades the version ``options.model_version``, or the
+    one its alias points at and then follows the alias: when it moves, the new version is
+    loaded in the background and takes over between bars (``say`` and the notifier are told).
+    """
     started = time.perf_counter()
-    inputs = load_inputs(
-        settings, options.symbol, options.timeframe, options.strategy, options.params,
-        side=options.side, start=options.start, end=options.end,
-        feature_set=options.feature_set,
-    )  # fmt: skip
+    watcher = None
+    if options.model is not None:
+        from services.live_model import load_model_session
+
+        inputs, watcher = load_model_session(settings, options)
+    else:
+        inputs = load_inputs(
+            settings, options.symbol, options.timeframe, options.strategy, options.params,
+            side=options.side, start=options.start, end=options.end,
+            feature_set=options.feature_set,
+        )  # fmt: skip
     config = spread_check(inputs.data, options.backtest, spread_given)
     limits = parse_risk_overrides(settings.risk, options.risk)
     owned = notifier is None
@@ -421,6 +475,7 @@ def run_paper(
     db = StateDB.open(settings)
     try:
         record, resumed = open_session(db, session, options)
+        warmup_started = time.perf_counter()
         name = record.session
         db.update_session(name, status="running", pid=os.getpid())
         db.commit()
@@ -430,8 +485,11 @@ def run_paper(
             risk=_risk_engine(db, limits, record.account), notifier=notifier,
             clock=SimClock(speed), seed=options.seed,
         )  # fmt: skip
+        if inputs.signals is not None:
+            inputs.signals.on_reload = _reload_teller(runtime, say)
         start = runtime.resume_index(inputs.bars)
         runtime.warm_up(slice_batch(inputs.bars, 0, start))
+        warmup_seconds = time.perf_counter() - warmup_started
         feed = ReplayFeed(options.symbol, inputs.bars, start=start, batch=1 if speed else 4096)
         try:
             totals = runtime.run(_Tracked(feed, on_batch, len(inputs.bars)))
@@ -439,7 +497,7 @@ def run_paper(
             db.rollback()
             db.update_session(name, status="crashed")
             db.commit()
-            from core.ports import Notice, NoticeKind
+            from core.ports import Notice
 
             notifier.notify(Notice(NoticeKind.LOOP_CRASHED, "session crashed", name, session=name))
             raise
@@ -447,16 +505,59 @@ def run_paper(
         db.update_session(name, status=status, pid=None)
         db.commit()
         summary = _summary(record, options, totals, resumed, time.perf_counter() - started)
-        from core.ports import Notice, NoticeKind
+        if inputs.signals is not None:
+            from services.live_model import paper_shortfall
+
+            summary = summary.model_copy(
+                update={
+                    "model": inputs.signals.release.name,
+                    "model_version": inputs.signals.release.version,
+                    "warmup_seconds": round(inputs.signals.warmup_seconds + warmup_seconds, 3),
+                    "shortfall": paper_shortfall(settings, inputs, config, totals),
+                }
+            )
+        from core.ports import Notice
 
         notifier.notify(
             Notice(NoticeKind.LOOP_STOPPED, f"session {status}", summary.message, session=name)
         )
         return summary
     finally:
+        if watcher is not None:
+            watcher.close()
         db.close()
         if owned:
             notifier.close()
+
+
+def follow_rule(stream: object, release: ModelRelease) -> None:
+    """Make an ``ml_model`` stream trade by ``release``'s rule from its next bar on."""
+    if not isinstance(stream, MlModelStream):
+        raise TypeError(f"a model's session trades through ml_model, not {type(stream).__name__}")
+    stream.upper, stream.lower = float(release.upper), float(release.lower)
+    stream.below = -1.0 if release.allow_short else 0.0
+
+
+def _reload_teller(
+    runtime: Runtime, say: Callable[[str], None] | None
+) -> Callable[[ModelRelease, ModelRelease, str | None], None]:
+    def tell(old: ModelRelease, new: ModelRelease, problem: str | None) -> None:
+        if problem is None:
+            follow_rule(runtime.stream, new)
+            title = "model reloaded"
+            body = (
+                f"{old.label} -> {new.label}: later orders come from v{new.version} "
+                f"(long above {new.upper:g}, {'short' if new.allow_short else 'flat'} below "
+                f"{new.lower:g})"
+            )
+        else:
+            title = "model reload refused"
+            body = f"{new.label} not loaded, {old.label} keeps trading: {problem}"
+        runtime.tell(NoticeKind.MODEL_RELOADED, title, body, key=f"{new.label}")
+        if say is not None:
+            say(f"{title}: {body}")
+
+    return tell
 
 
 class _Tracked:
@@ -594,7 +695,7 @@ def request_control(
         record = _session(db, session)
         request = ControlRequest(
             session=record.session, account=record.account, action=action, flatten=flatten,
-            who=who or os.environ.get("USER", "someone"), why=why, requested=utc_now(),
+            who=actor(who), why=why, requested=utc_now(),
         )  # fmt: skip
         ident = db.request_control(request)
         running = (

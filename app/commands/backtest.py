@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -18,8 +19,11 @@ from app.options import (
     FillOpt,
     FromOpt,
     JsonOpt,
+    ModelAliasOpt,
+    ModelVersionOpt,
     NoReportOpt,
     ParamOpt,
+    ParamsFileOpt,
     PortfolioSizing,
     PortfolioSizingOpt,
     Rebalance,
@@ -32,6 +36,7 @@ from app.options import (
     SlippageVolOpt,
     SpreadOpt,
     StopOpt,
+    StrategyChoiceOpt,
     StrategyFeatureSetOpt,
     StrategyOpt,
     SwapOpt,
@@ -40,7 +45,9 @@ from app.options import (
     SymbolsOpt,
     TimeframeOpt,
     ToOpt,
+    TradedModelOpt,
     backtest_config,
+    model_choice,
     parse_params,
 )
 from app.output import Progress, cell, emit, emit_all, err, out, print_table
@@ -97,7 +104,11 @@ def strategies(as_json: JsonOpt = False) -> None:
 def backtest(
     symbol: SymbolOpt,
     timeframe: TimeframeOpt,
-    strategy: StrategyOpt,
+    strategy: StrategyChoiceOpt = None,
+    name: TradedModelOpt = None,
+    alias: ModelAliasOpt = None,
+    version: ModelVersionOpt = None,
+    params_file: ParamsFileOpt = Path("params.yaml"),
     param: ParamOpt = None,
     side: SideOpt = None,
     fees: FeesOpt = 0.0,
@@ -121,10 +132,13 @@ def backtest(
     no_report: NoReportOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Backtest a strategy on a stored series; store trades and equity, write a tearsheet.
+    """Backtest a strategy, or a registered model (--name), on a stored series; store trades
+    and equity, write a tearsheet.
 
     --engine event runs the trading loop on the replayed bars (the paper broker with fills at
     once, no latency); it gives the same trades and equity as the compiled vectorized engine.
+    A model's features come bar by bar in the loop, and from the research feature table in
+    the vectorized engine.
     """
     from core.settings import load_settings
     from services.backtest import load_series, run_stored_backtest
@@ -135,13 +149,17 @@ def backtest(
         fill=fill, direction=direction, sizing=sizing, stop_loss=stop_loss,
         take_profit=take_profit, trailing_stop=trailing_stop,
     )  # fmt: skip
+    model = model_choice(strategy, name, alias, version, params_file)
     values = parse_params(param)
+    if model is not None and values:
+        raise UsageError("--param sets strategy parameters: a model trades by its own rule")
     settings = load_settings()
     data = load_series(settings, symbol, timeframe, side, date_from, date_to)
-    with err().status(f"backtesting {strategy} on {data.label} ({data.bars.height:,} bars)"):
+    what = strategy if model is None else model.name
+    with err().status(f"backtesting {what} on {data.label} ({data.bars.height:,} bars)"):
         outcome = run_stored_backtest(
-            settings, data, strategy, values, config, feature_set=feature_set,
-            report=not no_report, engine=engine,
+            settings, data, strategy or "ml_model", values, config, feature_set=feature_set,
+            report=not no_report, engine=engine, model=model,
         )  # fmt: skip
     summary = outcome.summary
     if as_json:

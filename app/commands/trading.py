@@ -3,6 +3,7 @@ the controls (``pause``, ``resume``, ``flatten``, ``stop``) and ``solodesk risk 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -23,11 +24,14 @@ from app.options import (
     JsonOpt,
     LatencyOpt,
     LeverageOpt,
+    ModelAliasOpt,
+    ModelVersionOpt,
     ModifyLatencyOpt,
     NoLotRoundingOpt,
     PaperSeedOpt,
     PaperSpreadOpt,
     ParamOpt,
+    ParamsFileOpt,
     ParticipationOpt,
     RejectOpt,
     RiskOpt,
@@ -38,19 +42,22 @@ from app.options import (
     SlippageVolOpt,
     SpeedOpt,
     StopOpt,
+    StrategyChoiceOpt,
     StrategyFeatureSetOpt,
-    StrategyOpt,
     SwapOpt,
     SymbolOpt,
     TimeframeOpt,
     ToOpt,
     TouchOpt,
+    TradedModelOpt,
     WhyOpt,
     backtest_config,
+    model_choice,
     parse_params,
     speed_value,
 )
-from app.output import Progress, cell, emit, emit_all, err, out, print_table
+from app.output import Progress, cell, emit, emit_all, err, out, pct, print_table
+from core.errors import UsageError
 
 risk_app = typer.Typer(
     help="The risk engine: an account's standing, reset, halt.", no_args_is_help=True
@@ -60,7 +67,11 @@ risk_app = typer.Typer(
 def paper(
     symbol: SymbolOpt,
     timeframe: TimeframeOpt,
-    strategy: StrategyOpt,
+    strategy: StrategyChoiceOpt = None,
+    name: TradedModelOpt = None,
+    alias: ModelAliasOpt = None,
+    version: ModelVersionOpt = None,
+    params_file: ParamsFileOpt = Path("params.yaml"),
     param: ParamOpt = None,
     side: SideOpt = None,
     feed: FeedOpt = FeedKind.REPLAY,
@@ -96,10 +107,13 @@ def paper(
     feature_set: StrategyFeatureSetOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Paper-trade a strategy on replayed bars through the paper broker and the risk engine.
+    """Paper-trade a strategy, or a registered model (--name), on replayed bars through the
+    paper broker and the risk engine.
 
     A decision at a bar's close fills at the first quote after it, plus latency. Rerunning
-    with the same --session resumes after the last processed bar.
+    with the same --session resumes after the last processed bar. A model trades through
+    ml_model by the rule it was trained with, on features computed bar by bar; without
+    --version it follows its alias (champion) and reloads between bars when the alias moves.
     """
     from core.settings import load_settings
     from services.runtime import PaperOptions, SimulatorOptions, run_paper
@@ -116,10 +130,15 @@ def paper(
         reject_probability=reject_prob, touch_probability=touch_prob,
         participation=participation, round_lots=not no_lot_rounding,
     )  # fmt: skip
+    model = model_choice(strategy, name, alias, version, params_file)
+    if model is not None and param:
+        raise UsageError("--param sets strategy parameters: a model trades by its own rule")
     options = PaperOptions(
-        symbol=symbol, timeframe=timeframe, side=side, strategy=strategy,
+        symbol=symbol, timeframe=timeframe, side=side, strategy=strategy or "ml_model",
         params=parse_params(param), feed=feed, start=date_from, end=date_to, seed=seed,
         risk=tuple(risk or ()), feature_set=feature_set, backtest=config, simulator=simulator,
+        model=name, model_alias=alias, model_version=version,
+        params_file=str(params_file),
     )  # fmt: skip
     settings = load_settings()
     with Progress() as advance:
@@ -127,6 +146,7 @@ def paper(
             settings, options, session=session, speed=speed_value(speed),
             spread_given=spread is not None,
             on_batch=lambda done, total: advance("replay", done, total),
+            say=lambda text: err().print(text),
         )  # fmt: skip
     if as_json:
         emit(summary)
@@ -140,6 +160,33 @@ def paper(
         ("", "value"), rows, right=("value",), console=out(),
     )  # fmt: skip
     out().print(summary.message)
+    if summary.model is not None:
+        out().print(f"model {summary.model} v{summary.model_version}; live features rebuilt "
+                    f"in {summary.warmup_seconds:.2f} s")  # fmt: skip
+    if summary.shortfall is not None:
+        _print_shortfall(summary.shortfall)
+
+
+def _print_shortfall(s: Any) -> None:
+    """Print the paper session beside the walk-forward's out-of-sample figures on its bars."""
+    console = out()
+    if s.walkforward_return is None:
+        console.print(
+            f"paper shortfall: the walk-forward {s.walkforward_run or '(unknown)'} has no "
+            f"out-of-sample bars between {s.first} and {s.last} to compare with"
+        )
+        return
+    print_table(
+        f"paper against the walk-forward {s.walkforward_run}, {s.first} to {s.last}",
+        ("", "walk-forward (fills at the close)", "paper (after the close + latency)"),
+        [("bars", cell(s.walkforward_bars), cell(s.bars)),
+         ("return", pct(s.walkforward_return), pct(s.paper_return)),
+         ("trades", cell(s.walkforward_trades), cell(s.paper_trades))],
+        right=("walk-forward (fills at the close)", "paper (after the close + latency)"),
+        console=console,
+    )  # fmt: skip
+    console.print(f"paper shortfall: {pct(s.shortfall)} (walk-forward return minus paper return;"
+                  " see docs/trading.md, Paper shortfall)")  # fmt: skip
 
 
 def fills(session: SessionOpt = None, as_json: JsonOpt = False) -> None:

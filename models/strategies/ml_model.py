@@ -14,6 +14,8 @@ from models.strategies.base import ParamSpec, Signals
 from models.strategies.indicators import as_float_array
 
 DEFAULT_COLUMN = "proba"
+#: A column a model's signals may carry beside P(up): the registered version that gave it.
+MODEL_VERSION_COLUMN = "model_version"
 
 
 class MlModel:

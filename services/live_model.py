@@ -1,0 +1,459 @@
+"""A registered model in the trading loop: load a release, build its live features, follow its alias.
+
+- :func:`load_release` loads one version of a registered model (by alias or number) with the
+  trading rule it was trained with and the feature-set definition recorded with it.
+- :func:`model_inputs` builds the live features of the model's feature set on a loaded series
+  (context clocks and cross assets as training had them), checked against the model.
+- :class:`RegistryWatcher` follows an alias from a background thread and prepares the new
+  release when it moves; the loop swaps it in between bars
+  (:class:`~execution.model_signals.ModelSignals`).
+- :func:`model_probabilities` is the batch path: the research feature table, the model's
+  probabilities on it, for ``backtest --engine vector --name``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.errors import UsageError
+from core.settings import Settings
+from core.timeframes import Timeframe
+from core.times import iso_z
+from execution.feeds import slice_batch
+from execution.live_features import FeedSpec, LiveFeatures
+from execution.model_signals import ModelRelease, ModelSignals, check_inputs
+from feature_store.series import SeriesData, context_clock, load_series, series_frame
+from feature_store.store import BarStore
+from models.strategies.ml_model import DEFAULT_COLUMN, MlModel
+from pipelines.evaluate.dataset import FeatureRecipe
+from pipelines.features.sets import ResolvedFeatureSet, SeriesFrame
+from services.features import load_feature_set
+
+if TYPE_CHECKING:
+    from execution.loop import RunTotals
+    from pipelines.backtest.config import BacktestConfig
+    from services.runtime import PaperOptions, PaperShortfall, SessionInputs
+
+CHAMPION = "champion"
+#: Seconds between two looks at the registry for a moved alias.
+WATCH_SECONDS = 5.0
+
+
+class ModelChoice(BaseModel):
+    """Which registered model a job trades: ``--name`` with ``--alias`` or ``--version``.
+
+    ``params_file`` holds the feature sets (the model's must still be defined as it was).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    alias: str | None = None
+    version: int | None = Field(default=None, ge=1)
+    params_file: Path = Path("params.yaml")
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ModelChoice:
+        if self.alias is not None and self.version is not None:
+            raise ValueError("give --alias or --version, not both")
+        return self
+
+
+def _registry(settings: Settings) -> Any:
+    from feature_store.model_registry import ModelRegistry
+    from feature_store.tracking import has_tracking_store, tracking_uri
+
+    if not has_tracking_store(settings):
+        msg = (
+            f"no registered models on this desk yet ({settings.mlflow_dir}): run solodesk "
+            "walkforward first to register one"
+        )
+        raise UsageError(msg)
+    return ModelRegistry(tracking_uri(settings))
+
+
+def _rule(predictor: Any, params: dict[str, str]) -> tuple[float, float, bool]:
+    rule = getattr(predictor, "rule", None)
+    if rule is not None:
+        return float(rule.upper), float(rule.lower), bool(rule.allow_short)
+    try:
+        return (
+            float(params["rule.upper"]),
+            float(params["rule.lower"]),
+            params["rule.allow_short"].lower() == "true",
+        )
+    except KeyError:
+        msg = "the model records no trading rule (rule.upper, rule.lower, rule.allow_short)"
+        raise UsageError(msg) from None
+
+
+def load_release(
+    settings: Settings, name: str, *, alias: str | None = None, version: int | None = None
+) -> ModelRelease:
+    """Load a registered model version (``version``, else the one ``alias`` points at).
+
+    The rule it trades with is the one it was trained and judged with (its thresholds, shorts
+    or not); the feature set and its definition hash come from the version's tags.
+
+    Raises
+    ------
+    UsageError
+        If nothing is registered, the model, version or alias does not exist, or the version
+        records no feature set.
+    """
+    from services.models import resolve_version
+
+    info = resolve_version(settings, name, version=version, alias=alias or CHAMPION)
+    number = info.version
+    registry = _registry(settings)
+    model = registry.load_version(name, number)
+    predictor = model.unwrap_python_model().predictor
+    feature_set = info.tags.get("solodesk.feature_set")
+    if not feature_set:
+        raise UsageError(f"{name} v{number} records no feature set (tag solodesk.feature_set)")
+    params: dict[str, str] = {}
+    if getattr(predictor, "rule", None) is None:
+        params = registry.run_params(info.run_id)
+    upper, lower, allow_short = _rule(predictor, params)
+    return ModelRelease(
+        name=name,
+        version=number,
+        predictor=predictor,
+        feature_set=feature_set,
+        feature_set_version=info.tags.get("solodesk.feature_set_version", ""),
+        upper=upper,
+        lower=lower,
+        allow_short=allow_short,
+        scores=dict(info.scores),
+        research_run=info.tags.get("solodesk.run", ""),
+        timeframe=info.tags.get("solodesk.timeframe", ""),
+    )
+
+
+def release_strategy(release: ModelRelease) -> MlModel:
+    """Return the ``ml_model`` strategy trading ``release`` by the rule it was trained with."""
+    return MlModel(upper=release.upper, lower=release.lower, allow_short=release.allow_short)
+
+
+def release_params(release: ModelRelease) -> dict[str, object]:
+    """Return the ``ml_model`` parameters of ``release``'s rule."""
+    strategy = release_strategy(release)
+    return {p.name: getattr(strategy, p.name) for p in MlModel.params}
+
+
+# -- live features ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model needs to trade on a series: its feature set and the live features' parts."""
+
+    resolved: ResolvedFeatureSet
+    feature_set_version: str
+    frame: SeriesFrame
+    clocks: dict[Timeframe, Any]
+    cross: dict[str, SeriesData]
+    cross_frames: dict[str, SeriesFrame]
+
+    def live_features(self) -> LiveFeatures:
+        """Return fresh live features, cross assets' bars added."""
+        from services.runtime import series_batch
+
+        frame = self.frame
+        live = LiveFeatures(
+            self.resolved,
+            FeedSpec(frame.timeframe, frame.clock, frame.has_spread, frame.volume_kind),
+            self.clocks,
+            {
+                symbol: FeedSpec(f.timeframe, f.clock, f.has_spread, f.volume_kind)
+                for symbol, f in self.cross_frames.items()
+            },
+        )
+        for symbol, data in self.cross.items():
+            live.add_cross(symbol, series_batch(data))
+        return live
+
+    def warmup_bars(self) -> int:
+        """Return how many bars before a session's first the features start from.
+
+        The longest lookback of the set (recursive features: their warm-up plus the bars for
+        their memory to fade to their tolerance), context lookbacks counted in the series'
+        bars.
+        """
+        base = max((s.lookback for s in self.resolved.specs), default=0)
+        minutes = self.frame.timeframe.minutes
+        context = [
+            max((s.lookback for s in ctx.specs), default=0)
+            * math.ceil(ctx.timeframe.minutes / minutes)
+            for ctx in self.resolved.context
+        ]
+        return max([base, *context]) + 1
+
+
+def model_inputs(
+    settings: Settings,
+    data: SeriesData,
+    release: ModelRelease,
+    params_path: Path,
+    *,
+    cross_end: datetime | None = None,
+) -> ModelInputs:
+    """Return the model's feature set on ``data``, checked against the model.
+
+    Raises
+    ------
+    UsageError
+        If the feature set is not defined in ``params_path``, a cross asset is not stored, or
+        the live columns do not cover the model's inputs or its recorded feature-set definition
+        differs from the current one (naming what differs).
+    """
+    if release.timeframe and release.timeframe != data.key.timeframe.value:
+        msg = (
+            f"{release.label} was trained on {release.timeframe} bars, not "
+            f"{data.key.timeframe.value}: trade it on {release.timeframe}"
+        )
+        raise UsageError(msg)
+    config = load_feature_set(params_path, release.feature_set)
+    resolved = config.resolve().for_timeframe(data.key.timeframe)
+    store = BarStore(settings.store_dir)
+    frame = series_frame(store, settings.registry, data.info, data.bars)
+    clocks = {
+        ctx.timeframe: context_clock(store, settings.registry, data.key, ctx.timeframe)
+        for ctx in resolved.context
+    }
+    cross = {
+        asset.symbol: load_series(settings, asset.symbol, data.key.timeframe, None, None, cross_end)
+        for asset in resolved.cross_assets
+    }
+    cross_frames = {
+        symbol: series_frame(store, settings.registry, other.info, other.bars)
+        for symbol, other in cross.items()
+    }
+    inputs = ModelInputs(resolved, resolved.definition_hash(), frame, clocks, cross, cross_frames)
+    columns = LiveFeatures(
+        resolved,
+        FeedSpec(frame.timeframe, frame.clock, frame.has_spread, frame.volume_kind),
+        clocks,
+        {
+            s: FeedSpec(f.timeframe, f.clock, f.has_spread, f.volume_kind)
+            for s, f in cross_frames.items()
+        },
+    ).columns
+    check_inputs(release, columns, inputs.feature_set_version)
+    return inputs
+
+
+def model_signals(
+    inputs: ModelInputs,
+    release: ModelRelease,
+    *,
+    history: SeriesData | None = None,
+    source: RegistryWatcher | None = None,
+    on_reload: Any = None,
+) -> ModelSignals:
+    """Return the loop's feature source for ``release``, warmed up on ``history``'s last bars."""
+    from services.runtime import series_batch
+
+    live = inputs.live_features()
+    if history is not None and history.bars.height:
+        bars = series_batch(history)
+        keep = inputs.warmup_bars()
+        live.push(slice_batch(bars, max(0, len(bars) - keep), len(bars)))
+    return ModelSignals(
+        live,
+        release,
+        feature_set_version=inputs.feature_set_version,
+        source=source,
+        on_reload=on_reload,
+    )
+
+
+# -- following an alias -----------------------------------------------------------------------
+
+
+class RegistryWatcher:
+    """Follow an alias of a registered model from a background thread.
+
+    Every ``interval`` seconds it asks the registry which version the alias points at; when
+    that moves, it loads the new version and holds it until :meth:`take`. Polls and loads run
+    one after the other on the one thread, and every registry call holds the registry's
+    process-wide lock, so no registry call runs while a release is being loaded.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        alias: str,
+        current: int,
+        interval: float = WATCH_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.alias = alias
+        self.interval = interval
+        self._seen = current
+        self._ready: ModelRelease | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as exc:  # a registry hiccup must not stop trading
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def check(self) -> None:
+        """Look once: load the version the alias points at if it moved."""
+        found = _registry(self.settings).alias_version(self.name, self.alias)
+        if found is None or int(found) == self._seen:
+            return
+        release = load_release(self.settings, self.name, version=int(found))
+        with self._lock:
+            self._ready = release
+            self._seen = int(found)
+
+    def take(self) -> ModelRelease | None:
+        """Return the release prepared since the last call, or None."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        return ready
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+# -- the batch path ----------------------------------------------------------------------------
+
+
+def model_probabilities(
+    inputs: ModelInputs, release: ModelRelease, data: SeriesData
+) -> pl.DataFrame:
+    """Return ``ts`` and the model's P(up) per bar of ``data`` from the research feature table.
+
+    The batch reference of the live path: the table :meth:`FeatureRecipe.table` computes on
+    the series (context resampled from its bars on the clocks training used, cross assets
+    joined point in time), the model's columns in order, non-finite values as NaN.
+    """
+    frame = inputs.frame
+    recipe = FeatureRecipe(inputs.resolved, inputs.clocks, inputs.cross_frames)
+    table = recipe.table(
+        SeriesFrame(data.bars, frame.timeframe, frame.clock, frame.has_spread, frame.volume_kind)
+    ).frame
+    X = table.select(pl.col(n).cast(pl.Float64) for n in release.feature_names).to_numpy()
+    X = np.ascontiguousarray(np.where(np.isfinite(X), X, np.nan), dtype=np.float64)
+    proba = np.asarray(release.predictor.predict_proba(X), dtype=np.float64).reshape(-1)
+    return pl.DataFrame({"ts": table["ts"], DEFAULT_COLUMN: proba})
+
+
+# -- paper sessions ---------------------------------------------------------------------------
+
+
+def load_model_session(
+    settings: Settings, options: PaperOptions
+) -> tuple[SessionInputs, RegistryWatcher | None]:
+    """Return what a paper session of a registered model trades on, and the alias watcher.
+
+    The series is loaded over the session's window; the live features start from the bars
+    before it (as many as the set's longest lookback), so a session that starts inside the
+    history trades on warmed-up features. A session given ``--version`` trades that version
+    and watches nothing.
+
+    Raises
+    ------
+    UsageError
+        If the model cannot be loaded, was trained on another timeframe, or its inputs do not
+        match the current feature set.
+    """
+    from services.runtime import SessionInputs, series_batch
+
+    assert options.model is not None
+    release = load_release(
+        settings, options.model, alias=options.model_alias, version=options.model_version
+    )
+    data = load_series(
+        settings, options.symbol, options.timeframe, options.side, options.start, options.end
+    )
+    inputs = model_inputs(settings, data, release, Path(options.params_file), cross_end=options.end)
+    history = None
+    if options.start is not None:
+        try:
+            history = load_series(
+                settings, options.symbol, options.timeframe, data.key.side, None, options.start
+            )
+        except UsageError:
+            history = None  # nothing stored before the window
+    watcher = None
+    if options.model_version is None:
+        watcher = RegistryWatcher(
+            settings, options.model, options.model_alias or CHAMPION, release.version,
+            interval=WATCH_SECONDS,
+        )  # fmt: skip
+    built = time.perf_counter()
+    signals = model_signals(inputs, release, history=history, source=watcher)
+    signals.warmup_seconds = time.perf_counter() - built
+    strategy = release_strategy(release)
+    return (
+        SessionInputs(data, series_batch(data), strategy, MlModel, None, signals),
+        watcher,
+    )
+
+
+def _entries(position: np.ndarray) -> int:
+    before = np.concatenate(([0.0], position[:-1]))
+    return int(np.count_nonzero((position != 0) & (np.sign(position) != np.sign(before))))
+
+
+def paper_shortfall(
+    settings: Settings, inputs: SessionInputs, config: BacktestConfig, totals: RunTotals
+) -> PaperShortfall:
+    """Return the paper session beside the walk-forward's out-of-sample figures on its bars."""
+    from feature_store.backtests import BacktestStore
+    from services.runtime import PaperShortfall
+
+    assert inputs.signals is not None
+    ts = inputs.data.bars["ts"]
+    first, last = ts[0], ts[-1]
+    paper_return = totals.final_equity / config.cash - 1.0
+    run_id = inputs.signals.release.research_run or None
+    wf_bars, wf_return, wf_trades = 0, None, None
+    if run_id is not None:
+        store = BacktestStore.research(settings)
+        try:
+            oos = store.table(store.get(run_id), "oos")
+        except UsageError:
+            oos = None
+        if oos is not None:
+            window = oos.filter(pl.col("ts").is_between(first, last))
+            wf_bars = window.height
+            if wf_bars:
+                wf_return = float(np.prod(1.0 + window["return"].to_numpy()) - 1.0)
+                wf_trades = _entries(window["position"].to_numpy())
+    return PaperShortfall(
+        first=iso_z(first),
+        last=iso_z(last),
+        bars=ts.len(),
+        paper_return=paper_return,
+        paper_trades=totals.trades,
+        walkforward_run=run_id,
+        walkforward_bars=wf_bars,
+        walkforward_return=wf_return,
+        walkforward_trades=wf_trades,
+        shortfall=None if wf_return is None else wf_return - paper_return,
+    )
