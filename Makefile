@@ -105,7 +105,7 @@ test-fast: install ## The fast lane while working: every test not marked slow, n
 # --- running ---------------------------------------------------------------
 
 .PHONY: demo
-demo: install ## Sample: ingest, features, sweep, backtest, then a tuned, audited walk-forward
+demo: install ## Sample: ingest, features, sweep, backtest, a tuned, audited walk-forward, its model on paper
 	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
 	$(BIN)/solodesk data list
 	$(BIN)/solodesk data quarantine
@@ -122,9 +122,18 @@ demo: install ## Sample: ingest, features, sweep, backtest, then a tuned, audite
 	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=20 --param slow=100 --spread 1.0 --fees 0.00002 --sizing fraction:1
 	@echo "Walk-forward: LightGBM tuned by Optuna in every training window, traded out of sample with costs, audited for leakage:"
 	$(BIN)/solodesk walkforward --symbol EURUSD --timeframe H1 --feature-set default --trials 20 --folds 4 --spread 1.0 --jobs 2 --audit
+	@echo "Promotion: a challenger becomes champion only above the floors of [promotion] (PSR >= 0.95, Sharpe interval above 0), the first one too:"
 	$(BIN)/solodesk models promote --name EURUSD-H1-default
 	$(BIN)/solodesk models list
+	@echo "The live gate, asked before a version trades live, refuses one below the floors (exit 1) unless overridden with a written reason:"
+	$(BIN)/solodesk models gate --name EURUSD-H1-default --version 1 || echo "(exit $$?: refused, and recorded)"
 	@echo "Compare the runs side by side in MLflow: make mlflow"
+	@echo "Paper trading the registered model (paper trades any version): version 1, its features computed bar by bar with their H4 and D1 context, beside the walk-forward on the same bars:"
+	$(BIN)/solodesk paper --symbol EURUSD --timeframe H1 --name EURUSD-H1-default --version 1 \
+	    --from 2017-11-27 --spread 1.0 --session demo-model
+	@echo "The same version through the trading loop (--engine event) and the vectorized engine: the same trades and final equity:"
+	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --name EURUSD-H1-default --version 1 --spread 1.0 --engine event --no-report
+	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --name EURUSD-H1-default --version 1 --spread 1.0 --engine vector --no-report
 	@echo "Paper trading: an SMA cross over the sample's final weeks through the paper broker and the risk engine; its notifications go to a receiver on 127.0.0.1:$(NOTIFY_PORT):"
 	@$(BIN)/solodesk notify listen --port $(NOTIFY_PORT) --seconds 60 & listener=$$!; sleep 1; \
 	  SOLODESK_NOTIFY__URLS='["json://127.0.0.1:$(NOTIFY_PORT)/desk"]' $(BIN)/solodesk paper \
@@ -145,13 +154,14 @@ mlflow: install ## Open the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (runs a
 	    --default-artifact-root 'file://$(abspath $(SOLODESK_HOME))/mlflow/artifacts'
 
 .PHONY: bench
-bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward, event loop; shared data needed)
+bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward, event loop, decision latency; shared data needed)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/walkforward.py
 	$(BIN)/python bench/event_loop.py
+	$(BIN)/python bench/decision_latency.py
 
 .PHONY: dvc-repro
 dvc-repro: install ## Reproduce the DVC pipeline (ingest, features, train, walkforward; params.yaml)

@@ -432,14 +432,18 @@ def paper_shortfall(
     first, last = ts[0], ts[-1]
     paper_return = totals.final_equity / config.cash - 1.0
     run_id = inputs.signals.release.research_run or None
-    wf_bars, wf_return, wf_trades = 0, None, None
+    wf_bars, wf_return, wf_trades, fitted_until = 0, None, None, None
     if run_id is not None:
         store = BacktestStore.research(settings)
         try:
-            oos = store.table(store.get(run_id), "oos")
+            run = store.get(run_id)
+            oos = store.table(run, "oos")
         except UsageError:
             oos = None
         if oos is not None:
+            # The deployable version is fitted on the walk-forward's latest rows, up to its
+            # last out-of-sample bar.
+            fitted_until = oos["ts"].max()
             window = oos.filter(pl.col("ts").is_between(first, last))
             wf_bars = window.height
             if wf_bars:
@@ -456,4 +460,6 @@ def paper_shortfall(
         walkforward_return=wf_return,
         walkforward_trades=wf_trades,
         shortfall=None if wf_return is None else wf_return - paper_return,
+        fitted_bars=0 if fitted_until is None else int((ts <= fitted_until).sum()),
+        fitted_until=None if fitted_until is None else iso_z(fitted_until),
     )

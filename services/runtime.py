@@ -110,7 +110,10 @@ class PaperShortfall(BaseModel):
     The walk-forward fills at the signal bar's close with its own costs; paper fills after the
     close plus latency, at the bid or the ask, in whole lots. ``walkforward_*`` are the
     walk-forward's out-of-sample figures on the session's bars (None where it has none there);
-    ``shortfall`` is the walk-forward's return minus the paper return.
+    ``shortfall`` is the walk-forward's return minus the paper return. The walk-forward's
+    figures come from the models of its folds, each trading bars it never saw; the version on
+    paper was fitted on the walk-forward's latest rows, up to ``fitted_until``: ``fitted_bars``
+    of the session's bars were in its training data, where its paper figures are in sample.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -125,6 +128,8 @@ class PaperShortfall(BaseModel):
     walkforward_return: float | None
     walkforward_trades: int | None
     shortfall: float | None
+    fitted_bars: int = 0
+    fitted_until: str | None = None
 
 
 class PaperSummary(RunTotals):

@@ -187,6 +187,12 @@ def _print_shortfall(s: Any) -> None:
     )  # fmt: skip
     console.print(f"paper shortfall: {pct(s.shortfall)} (walk-forward return minus paper return;"
                   " see docs/trading.md, Paper shortfall)")  # fmt: skip
+    if s.fitted_bars:
+        console.print(
+            f"[yellow]{s.fitted_bars:,} of the {s.bars:,} paper bars lie in the data the version "
+            f"was fitted on (up to {s.fitted_until}): its paper figures there are in sample, the "
+            "walk-forward's are not[/]"
+        )
 
 
 def fills(session: SessionOpt = None, as_json: JsonOpt = False) -> None:

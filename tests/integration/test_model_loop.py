@@ -147,6 +147,7 @@ def test_paper_session_of_a_version_records_it_on_every_intent_beside_the_walkfo
     assert shortfall is not None
     assert shortfall.walkforward_run == desk.research_run
     assert shortfall.walkforward_bars > 500 and shortfall.walkforward_return is not None
+    assert shortfall.fitted_bars > 500 and shortfall.fitted_until is not None
     assert shortfall.shortfall == pytest.approx(
         shortfall.walkforward_return - shortfall.paper_return
     )
