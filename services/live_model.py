@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
@@ -443,7 +443,7 @@ def paper_shortfall(
         if oos is not None:
             # The deployable version is fitted on the walk-forward's latest rows, up to its
             # last out-of-sample bar.
-            fitted_until = oos["ts"].max()
+            fitted_until = cast("datetime", oos["ts"].max())
             window = oos.filter(pl.col("ts").is_between(first, last))
             wf_bars = window.height
             if wf_bars:
