@@ -34,7 +34,11 @@ from core.timeframes import Timeframe
 from core.types import VolumeKind
 from execution.aggregate import BarAggregator
 from pipelines.features.perbar import BarFeatures
-from pipelines.features.sets import ResolvedFeatureSet
+from pipelines.features.sets import (
+    ResolvedFeatureSet,
+    check_context_timeframe,
+    check_cross_timeframe,
+)
 from pipelines.resample import resampled_volume_kind
 
 Floats = np.ndarray
@@ -118,12 +122,7 @@ class LiveFeatures:
         kind = resampled_volume_kind(series.volume_kind, series.timeframe)
         count_bars = series.volume_kind is VolumeKind.NONE and series.timeframe is Timeframe.M1
         for ctx in resolved.context:
-            if ctx.timeframe.minutes <= series.timeframe.minutes:
-                msg = (
-                    f"context timeframe {ctx.timeframe.value} is not longer than the series' "
-                    f"{series.timeframe.value}: context gives features of longer bars"
-                )
-                raise UsageError(msg)
+            check_context_timeframe(ctx.timeframe, series.timeframe)
             engine = BarFeatures(ctx.specs, has_spread=series.has_spread, volume_kind=kind)
             aggregator = BarAggregator(
                 ctx.timeframe, clocks.get(ctx.timeframe, UTC), count_bars=count_bars
@@ -133,14 +132,10 @@ class LiveFeatures:
         self._cross: dict[str, _Joined] = {}
         for asset in resolved.cross_assets:
             spec = cross.get(asset.symbol)
-            if spec is None:
-                raise UsageError(f"bars of the cross asset {asset.symbol} are missing")
-            if spec.timeframe is not series.timeframe:
-                msg = (
-                    f"cross asset {asset.symbol} is on {spec.timeframe.value}, the series on "
-                    f"{series.timeframe.value}: use the same timeframe"
-                )
-                raise UsageError(msg)
+            check_cross_timeframe(
+                asset.symbol, None if spec is None else spec.timeframe, series.timeframe
+            )
+            assert spec is not None
             engine = BarFeatures(
                 asset.specs, has_spread=spec.has_spread, volume_kind=spec.volume_kind
             )

@@ -620,8 +620,8 @@ class _Plan:
     def fractional_hour_angle(self) -> int:
         """``(hour + minute·(1/60))·(2π/24)`` of the bar's open time in UTC."""
         self.calendar = True
-        per_minute = calendar._HOURS_PER_MINUTE
-        per_hour = calendar._PER_HOUR
+        per_minute = calendar.HOURS_PER_MINUTE
+        per_hour = calendar.PER_HOUR
 
         def make(o: int) -> Step:
             def step(v: Values) -> None:
@@ -634,7 +634,7 @@ class _Plan:
     def weekday_angle(self) -> int:
         """``(weekday - 1)·(2π/7)`` of the bar's open time in UTC, weekday 1 = Monday."""
         self.calendar = True
-        per_day = calendar._PER_DAY
+        per_day = calendar.PER_DAY
 
         def make(o: int) -> Step:
             def step(v: Values) -> None:
@@ -716,13 +716,13 @@ def _realized_vol(plan: _Plan, p: Mapping[str, float]) -> int:
 def _parkinson_vol(plan: _Plan, p: Mapping[str, float]) -> int:
     mean = plan.rolling_mean(_log_ratio_squared(plan, _HIGH, _LOW), _int(p, "window", 1))
     clipped = plan.clip(mean, 0.0, _INF)
-    return plan.sqrt(plan.mul_const(volatility._PARKINSON, clipped))
+    return plan.sqrt(plan.mul_const(volatility.PARKINSON, clipped))
 
 
 def _garman_klass_vol(plan: _Plan, p: Mapping[str, float]) -> int:
     term = plan.sub(
         plan.mul_const(0.5, _log_ratio_squared(plan, _HIGH, _LOW)),
-        plan.mul_const(volatility._GK_CLOSE, _log_ratio_squared(plan, _CLOSE, _OPEN)),
+        plan.mul_const(volatility.GK_CLOSE, _log_ratio_squared(plan, _CLOSE, _OPEN)),
     )
     mean = plan.rolling_mean(term, _int(p, "window", 1))
     return plan.sqrt(plan.clip(mean, 0.0, _INF))

@@ -698,6 +698,40 @@ def _joined(
     return joined.drop(row), columns
 
 
+def check_context_timeframe(context: Timeframe, series: Timeframe) -> None:
+    """Refuse a context timeframe that is not longer than the series'.
+
+    Raises
+    ------
+    UsageError
+        Naming both timeframes.
+    """
+    if context.minutes <= series.minutes:
+        msg = (
+            f"context timeframe {context.value} is not longer than the series' "
+            f"{series.value}: context gives features of longer bars"
+        )
+        raise UsageError(msg)
+
+
+def check_cross_timeframe(symbol: str, other: Timeframe | None, series: Timeframe) -> None:
+    """Refuse a cross asset whose bars are missing (``other`` None) or on another timeframe.
+
+    Raises
+    ------
+    UsageError
+        Naming the symbol and the timeframes.
+    """
+    if other is None:
+        raise UsageError(f"bars of the cross asset {symbol} are missing")
+    if other is not series:
+        msg = (
+            f"cross asset {symbol} is on {other.value}, the series on {series.value}: use the "
+            "same timeframe"
+        )
+        raise UsageError(msg)
+
+
 def feature_table(
     resolved: ResolvedFeatureSet,
     series: SeriesFrame,
@@ -743,12 +777,7 @@ def feature_table(
         for s in chosen
     ]  # fmt: skip
     for ctx in resolved.context:
-        if ctx.timeframe.minutes <= series.timeframe.minutes:
-            msg = (
-                f"context timeframe {ctx.timeframe.value} is not longer than the series' "
-                f"{series.timeframe.value}: context gives features of longer bars"
-            )
-            raise UsageError(msg)
+        check_context_timeframe(ctx.timeframe, series.timeframe)
         if ctx.timeframe not in context:
             raise UsageError(f"bars of the context timeframe {ctx.timeframe.value} are missing")
         table, added = _joined(
@@ -758,14 +787,9 @@ def feature_table(
         columns += added
     for cross in resolved.cross_assets:
         other = cross_assets.get(cross.symbol)
-        if other is None:
-            raise UsageError(f"bars of the cross asset {cross.symbol} are missing")
-        if other.timeframe is not series.timeframe:
-            msg = (
-                f"cross asset {cross.symbol} is on {other.timeframe.value}, the series on "
-                f"{series.timeframe.value}: use the same timeframe"
-            )
-            raise UsageError(msg)
+        check_cross_timeframe(cross.symbol, None if other is None else other.timeframe,
+                              series.timeframe)  # fmt: skip
+        assert other is not None
         table, added = _joined(
             table, series, other, cross.specs, cross.prefix, "cross_asset", cross.symbol
         )

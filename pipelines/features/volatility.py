@@ -11,9 +11,9 @@ import polars as pl
 
 from pipelines.features._common import rolling_mean, rolling_std, wilder
 
-_GK_CLOSE = 2.0 * math.log(2.0) - 1.0
+GK_CLOSE = 2.0 * math.log(2.0) - 1.0
 # Multiplied, not divided: see the module docstring of pipelines.features.
-_PARKINSON = 1.0 / (4.0 * math.log(2.0))
+PARKINSON = 1.0 / (4.0 * math.log(2.0))
 
 
 def realized_vol(close: pl.Expr, window: int) -> pl.Expr:
@@ -30,7 +30,7 @@ def parkinson_vol(high: pl.Expr, low: pl.Expr, window: int) -> pl.Expr:
     Warm-up: ``window - 1`` bars.
     """
     return (
-        rolling_mean((high / low).log().pow(2), window).clip(lower_bound=0.0) * _PARKINSON
+        rolling_mean((high / low).log().pow(2), window).clip(lower_bound=0.0) * PARKINSON
     ).sqrt()
 
 
@@ -41,7 +41,7 @@ def garman_klass_vol(
 
     Each bar's term is non-negative because ``|ln(c/o)| <= ln(h/l)``. Warm-up: ``window - 1``.
     """
-    term = 0.5 * (high / low).log().pow(2) - _GK_CLOSE * (close / open_).log().pow(2)
+    term = 0.5 * (high / low).log().pow(2) - GK_CLOSE * (close / open_).log().pow(2)
     return rolling_mean(term, window).clip(lower_bound=0.0).sqrt()
 
 
