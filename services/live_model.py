@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from pipelines.backtest.config import BacktestConfig
     from services.runtime import PaperOptions, PaperShortfall, SessionInputs
 
+_log = logging.getLogger(__name__)
 CHAMPION = "champion"
 #: Seconds between two looks at the registry for a moved alias.
 WATCH_SECONDS = 5.0
@@ -316,13 +318,21 @@ class RegistryWatcher:
                 self.check()
             except Exception as exc:  # a registry hiccup must not stop trading
                 self.error = f"{type(exc).__name__}: {exc}"
+                _log.warning("watching %s@%s: %s", self.name, self.alias, self.error)
 
     def check(self) -> None:
-        """Look once: load the version the alias points at if it moved."""
-        found = _registry(self.settings).alias_version(self.name, self.alias)
-        if found is None or int(found) == self._seen:
-            return
-        release = load_release(self.settings, self.name, version=int(found))
+        """Look once: load the version the alias points at if it moved.
+
+        The look and the load hold the registry's lock together, so no other registry call in
+        the process runs between them or during the load.
+        """
+        from feature_store.model_registry import REGISTRY_LOCK
+
+        with REGISTRY_LOCK:
+            found = _registry(self.settings).alias_version(self.name, self.alias)
+            if found is None or int(found) == self._seen:
+                return
+            release = load_release(self.settings, self.name, version=int(found))
         with self._lock:
             self._ready = release
             self._seen = int(found)
