@@ -245,6 +245,13 @@ class NoticeKind(StrEnum):
     LOOP_STOPPED = "loop_stopped"
     LOOP_CRASHED = "loop_crashed"
     MODEL_RELOADED = "model_reloaded"
+    MODEL_DRIFT = "model_drift"
+    MODEL_ROLLBACK = "model_rollback"
+    RETRAIN = "retrain"
+    SUPERVISOR_RESTART = "supervisor_restart"
+    SUPERVISOR_GAVE_UP = "supervisor_gave_up"
+    FLOW_FAILED = "flow_failed"
+    DATA_QUALITY = "data_quality"
     DAILY_SUMMARY = "daily_summary"
     TEST = "test"
 

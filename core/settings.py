@@ -119,6 +119,66 @@ class PromotionSettings(BaseModel):
         return value
 
 
+class DriftSettings(BaseModel):
+    """When a live model counts as drifting (``[drift]`` in ``solodesk.toml``).
+
+    The population stability index of each live feature against its training deciles warns
+    at ``psi_warn`` and acts at ``psi_act`` (roll back to the previous champion, or pause
+    trading when there is none); it is measured over the last ``window_bars`` bars once
+    ``min_bars`` have been seen. Live P&L is compared with the registered 5-95% bootstrap band
+    of the rolling Sharpe ratio and maximum drawdown over ``window_days`` trading days.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    psi_warn: float = Field(default=0.1, gt=0)
+    psi_act: float = Field(default=0.25, gt=0)
+    window_days: int = Field(default=20, ge=1)
+    window_bars: int = Field(default=500, ge=50)
+    min_bars: int = Field(default=200, ge=20)
+    check_bars: int = Field(default=24, ge=1)
+    band_low: float = Field(default=0.05, gt=0, lt=0.5)
+    band_high: float = Field(default=0.95, gt=0.5, lt=1)
+    n_boot: int = Field(default=1000, ge=100)
+
+
+class SupervisorSettings(BaseModel):
+    """How ``solodesk supervise`` keeps a trading loop alive (``[supervisor]``).
+
+    The loop beats every ``heartbeat_seconds``; a child silent for ``hang_seconds`` is killed
+    and restarted, as is one that exits with an error, after a backoff from
+    ``backoff_seconds`` doubling up to ``backoff_max_seconds``; more than ``max_restarts`` in
+    ``restart_window_seconds`` halts the account and gives up. Below ``min_free_mb`` of free
+    disk under the desk's home, or with a state database failing its integrity check, trading
+    halts (checked every ``guard_seconds``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    heartbeat_seconds: float = Field(default=1.0, gt=0)
+    hang_seconds: float = Field(default=30.0, gt=0)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window_seconds: float = Field(default=3600.0, gt=0)
+    min_free_mb: float = Field(default=500.0, ge=0)
+    guard_seconds: float = Field(default=5.0, gt=0)
+
+
+class SchedulesSettings(BaseModel):
+    """When the scheduled deployments run (``[schedules]``): cron strings in ``timezone``.
+
+    New York time by default, so the daily report runs after the broker day closes at 17:00.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = "America/New_York"
+    ingest_drop_folder: str = "0 * * * *"
+    retrain_weekly: str = "0 18 * * 6"
+    report_daily: str = "5 17 * * 1-5"
+
+
 class Settings(BaseSettings):
     """Everything configurable about a desk."""
 
@@ -145,6 +205,9 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     # The floors out-of-sample scores must clear to be promoted or traded live.
     promotion: PromotionSettings = PromotionSettings()
+    drift: DriftSettings = DriftSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    schedules: SchedulesSettings = SchedulesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -75,6 +75,12 @@ _NOTIFY_TYPES = {
     NoticeKind.RISK_STATE: "warning",
     NoticeKind.STALE_FEED: "warning",
     NoticeKind.MODEL_RELOADED: "info",
+    NoticeKind.MODEL_DRIFT: "warning",
+    NoticeKind.MODEL_ROLLBACK: "warning",
+    NoticeKind.SUPERVISOR_RESTART: "warning",
+    NoticeKind.SUPERVISOR_GAVE_UP: "failure",
+    NoticeKind.FLOW_FAILED: "failure",
+    NoticeKind.DATA_QUALITY: "warning",
 }
 _SEEN_LIMIT = 4096
 
