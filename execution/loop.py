@@ -41,12 +41,19 @@ their place in the broker's execution order). The bars after the checkpoint are 
 deterministically, so a session killed at any point ends as one that never was.
 
 Notices go out only after the commit that makes their news durable.
+
+Heartbeat. A durable session also writes a heartbeat (its process id, the wall time in UTC and
+the bars done) into the commit that follows ``heartbeat_seconds`` after the last one, and commits
+at least that often: while replaying, while a paced replay waits and while a live feed is
+quiet. A supervisor that sees no new heartbeat for long knows the process is stuck
+(:mod:`services.supervisor`); a heartbeat is one row replaced, at most one a commit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +101,7 @@ class RuntimeConfig(BaseModel):
     commit_bars: int = 1000
     commit_seconds: float = 1.0
     control_seconds: float = 0.2
+    heartbeat_seconds: float = 1.0
     record_equity: bool = True
     collect: bool = False
     durable: bool = True
@@ -236,6 +244,14 @@ class Runtime:
         self._bars_this_run = 0
         self._last_commit = time.monotonic()
         self._bars_since_commit = 0
+        # A durable session commits at least every heartbeat, and beats at most once a commit.
+        self._commit_every = (
+            min(config.commit_seconds, config.heartbeat_seconds)
+            if config.durable
+            else config.commit_seconds
+        )
+        self._last_beat = -math.inf
+        self._pid = os.getpid()
         self._last_control = 0.0
         self._paused = False
         self._day_equity: float | None = None
@@ -274,6 +290,15 @@ class Runtime:
         points = self._equity_points()
         if points.shape[0]:
             self.db.record_equity(self.config.session, points)
+        if self.config.durable:
+            self._beat()
+
+    def _beat(self) -> None:
+        """Write the heartbeat into this commit when one is due (wall time, not the loop's)."""
+        now = time.monotonic()
+        if now - self._last_beat >= self.config.heartbeat_seconds:
+            self._last_beat = now
+            self.db.beat(self.config.session, self._pid, datetime.now(UTC), self.cp.bars)
 
     def _equity_points(self) -> np.ndarray:
         """Return the equity points since the last commit, in time order, and forget them."""
@@ -430,7 +455,7 @@ class Runtime:
         self._bars_this_run += 1
         self._bars_since_commit += 1
         if self._bars_since_commit >= self.config.commit_bars or (
-            time.monotonic() - self._last_commit >= self.config.commit_seconds
+            time.monotonic() - self._last_commit >= self._commit_every
         ):
             self.commit()
         if time.monotonic() - self._last_control >= self.config.control_seconds:
@@ -536,7 +561,7 @@ class Runtime:
         self._bars_this_run += count
         self._bars_since_commit += count
         if self._bars_since_commit >= self.config.commit_bars or (
-            time.monotonic() - self._last_commit >= self.config.commit_seconds
+            time.monotonic() - self._last_commit >= self._commit_every
         ):
             self.commit()
         if time.monotonic() - self._last_control >= self.config.control_seconds:

@@ -4,7 +4,9 @@ The database holds every session of the runtime (paper, backtest replays, live):
 decided (``intents``), sent (``orders``) and got (``fills``), its positions, round-trip
 ``trades``, ``equity`` curve and live ``bars``; the risk engine's state and events per account
 (``risk_state``, ``risk_events``); the ``controls`` people request (pause, halt, flatten, ...);
-and the book of a simulated broker (``broker_orders``, ``broker_fills``, ``broker_state``).
+the book of a simulated broker (``broker_orders``, ``broker_fills``, ``broker_state``); each
+running loop's wall-clock ``heartbeats`` and what ``solodesk supervise`` did
+(``supervisor_events``).
 
 It runs in WAL mode with ``synchronous=NORMAL``: one process writes (the loop) while others
 read (the controls commands, the catalog snapshot) without waiting. A :class:`StateDB` is one
@@ -47,7 +49,7 @@ from core.types import Fill, Frozen, Order, Position
 from feature_store.store import write_atomic
 
 #: The layout version written to ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: Seconds a connection waits for another one's write lock before giving up.
 BUSY_TIMEOUT: Final = 10.0
 #: The columns of a round trip, as the backtest's trade table has them.
@@ -60,6 +62,7 @@ _TRADE_TIMES: Final = frozenset({"entry_ts", "exit_ts"})
 SessionKind = Literal["paper", "backtest", "live"]
 SessionStatus = Literal["running", "finished", "stopped", "crashed"]
 ControlAction = Literal["pause", "resume", "halt", "reset", "flatten", "stop"]
+SupervisorEventKind = Literal["start", "restart", "gave_up", "guard", "finished"]
 
 
 class SessionRecord(Frozen):
@@ -150,6 +153,38 @@ class RiskEventRecord(Frozen):
     to_state: str
     reason: str = ""
     equity: float | None = None
+
+
+class Heartbeat(Frozen):
+    """A running loop's last sign of life: its process, the wall time (UTC, not the loop's
+    clock, which a replay simulates) and the session's bars processed by then."""
+
+    session: str
+    pid: int
+    at: AwareDatetime
+    bars: int
+
+
+class SupervisorEvent(Frozen):
+    """One thing ``solodesk supervise`` did for a session, at wall time ``at``.
+
+    ``kind``: ``start`` (a child process started: ``pid``), ``restart`` (the child crashed or
+    hung, ``reason`` says how; another follows after a backoff), ``gave_up`` (the child cannot
+    be kept running: the account is halted, unless its first start refused its options),
+    ``guard`` (a fail-closed guard tripped: the child is stopped and the account halted),
+    ``finished`` (the child ended the session cleanly).
+    ``exit_code`` is the child's exit status (negative: the signal that ended it); ``restarts``
+    counts the restarts so far. ``id`` is assigned when the event is stored.
+    """
+
+    id: int | None = None
+    session: str
+    at: AwareDatetime
+    kind: SupervisorEventKind
+    pid: int | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    reason: str = ""
 
 
 class FillRecord(Fill):
@@ -244,6 +279,16 @@ _SCHEMA: Final = (
         allowed INTEGER NOT NULL, overridden INTEGER NOT NULL, reason TEXT NOT NULL,
         missed TEXT NOT NULL, override_reason TEXT, who TEXT)""",
     "CREATE INDEX IF NOT EXISTS live_gates_version ON live_gates (name, version, id)",
+    # Layout 2: each running loop's last heartbeat (one row a session, replaced at each beat)
+    # and what the supervisor did.
+    """CREATE TABLE IF NOT EXISTS heartbeats (
+        session TEXT PRIMARY KEY, pid INTEGER NOT NULL, at TEXT NOT NULL,
+        bars INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS supervisor_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, at TEXT NOT NULL,
+        kind TEXT NOT NULL, pid INTEGER, exit_code INTEGER, restarts INTEGER NOT NULL,
+        reason TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS supervisor_events_session ON supervisor_events (session, id)",
 )
 _GATE_FIELDS: Final = (
     "at", "name", "version", "decision", "allowed", "overridden", "reason", "missed",
@@ -258,6 +303,7 @@ _INTENT_FIELDS: Final = tuple(IntentRecord.model_fields)
 
 _RISK_EVENT_FIELDS: Final = tuple(RiskEventRecord.model_fields)
 _CONTROL_FIELDS: Final = tuple(f for f in ControlRequest.model_fields if f != "id")
+_SUPERVISOR_FIELDS: Final = tuple(f for f in SupervisorEvent.model_fields if f != "id")
 _SESSION_UPDATES: Final = frozenset({"status", "paused", "updated", "pid", "last_bar_ts", "bars"})
 
 
@@ -803,6 +849,45 @@ class StateDB:
             out.append(item)
         return out
 
+    # -- heartbeats and the supervisor ---------------------------------------------------------
+
+    def beat(self, session: str, pid: int, at: datetime, bars: int) -> None:
+        """Record a running loop's heartbeat (wall time ``at``), replacing its last one."""
+        self._con.execute(
+            "INSERT INTO heartbeats (session, pid, at, bars) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (session) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
+            "bars = excluded.bars",
+            [session, int(pid), _instant(at), int(bars)],
+        )
+
+    def heartbeat(self, session: str) -> Heartbeat | None:
+        """Return a session's last committed heartbeat, or None before its first."""
+        row = self._con.execute(
+            "SELECT session, pid, at, bars FROM heartbeats WHERE session = ?", [session]
+        ).fetchone()
+        return None if row is None else Heartbeat.model_validate(_times(row, "at"))
+
+    def record_supervisor_event(self, event: SupervisorEvent) -> int:
+        """Store what the supervisor did and commit at once; return the event's id.
+
+        The event's own ``id`` is ignored. This commits whatever else this connection wrote.
+        """
+        cur = self._con.execute(
+            f"INSERT INTO supervisor_events ({_columns(_SUPERVISOR_FIELDS)}) "
+            f"VALUES ({_marks(len(_SUPERVISOR_FIELDS))})",
+            _row(event, _SUPERVISOR_FIELDS),
+        )
+        self._con.commit()
+        return int(cur.lastrowid or 0)
+
+    def supervisor_events(self, session: str | None = None) -> list[SupervisorEvent]:
+        """Return what the supervisor did (for one session when given), oldest first."""
+        where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
+        rows = self._con.execute(
+            f"SELECT * FROM supervisor_events {where} ORDER BY id", args
+        ).fetchall()
+        return [SupervisorEvent.model_validate(_times(row, "at")) for row in rows]
+
     # -- live bars -----------------------------------------------------------------------------
 
     def record_bars(
@@ -935,6 +1020,28 @@ def _trade_cell(column: str, value: object) -> object:
         if isinstance(value, str):
             return _instant(parse_utc(value, column))
     return _cell(value)
+
+
+def check_state_db(path: Path) -> str | None:
+    """Return what ``PRAGMA quick_check`` finds wrong with a state database, None when it is
+    sound (or does not exist yet).
+
+    The check runs on a read-only connection: it never blocks a running loop, and it writes
+    nothing, so a damaged file stays as it was for whoever repairs it.
+    """
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            rows = [str(row[0]) for row in con.execute("PRAGMA quick_check")]
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return f"state database {path} cannot be checked ({exc})"
+    if rows == ["ok"]:
+        return None
+    return f"state database {path} fails its integrity check: {'; '.join(rows[:5])}"
 
 
 # -- snapshots for the catalog -------------------------------------------------------------------
