@@ -6,7 +6,8 @@ the model's columns in the order it was trained on, and answers the model's prob
 up move, with the version that gave it. Between batches it picks up a release a watcher
 prepared (the alias the session follows moved): the new version must read columns the live
 features provide and come from the same feature-set definition, or it is refused and the
-running version keeps trading.
+running version keeps trading. An optional :class:`~execution.drift.DriftMonitor` is handed
+each batch's model inputs and starts again with each release swapped in.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 
 from core.errors import UsageError
 from core.ports import BarBatch
+from execution.drift import DriftMonitor
 from execution.live_features import LiveFeatures
 from models.strategies.ml_model import DEFAULT_COLUMN, MODEL_VERSION_COLUMN
+from pipelines.evaluate.drift import DriftReference
 
 
 class Predictor(Protocol):
@@ -54,6 +57,8 @@ class ModelRelease:
         The walk-forward run that judged and registered it ("" when unknown).
     timeframe
         The timeframe of the bars it was trained on ("" when unknown).
+    drift
+        What its drift is measured against (None: registered without one, not monitored).
     """
 
     name: str
@@ -67,6 +72,7 @@ class ModelRelease:
     scores: dict[str, float]
     research_run: str = ""
     timeframe: str = ""
+    drift: DriftReference | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -149,6 +155,9 @@ class ModelSignals:
     on_reload
         Called with the version replaced and the new one after a reload, or with the running
         version and the refused one plus why (``problem``) when a release is refused.
+    drift
+        Optional: watches the inputs (and, through its equity reader, the P&L) of the
+        release trading.
     """
 
     def __init__(
@@ -159,6 +168,7 @@ class ModelSignals:
         feature_set_version: str,
         source: ReleaseSource | None = None,
         on_reload: Callable[[ModelRelease, ModelRelease, str | None], None] | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         check_inputs(release, features.columns, feature_set_version)
         self.features = features
@@ -167,6 +177,9 @@ class ModelSignals:
         self.on_reload = on_reload
         self.release = release
         self._index = self._columns(release)
+        self.drift = drift
+        if drift is not None:
+            drift.start(release.drift, release.label)
         #: Seconds spent bringing the live features up to the session's first bar.
         self.warmup_seconds = 0.0
 
@@ -186,6 +199,8 @@ class ModelSignals:
             return
         self.release = new
         self._index = self._columns(new)
+        if self.drift is not None:
+            self.drift.start(new.drift, new.label)
         if self.on_reload is not None:
             self.on_reload(old, new, None)
 
@@ -203,5 +218,7 @@ class ModelSignals:
             if proba.shape[0] != n:
                 msg = f"{self.release.label} returned {proba.shape[0]} probabilities for {n} rows"
                 raise UsageError(msg)
+            if self.drift is not None:
+                self.drift.observe(X)
         version = np.full(n, float(self.release.version))
         return {DEFAULT_COLUMN: proba, MODEL_VERSION_COLUMN: version}

@@ -4,11 +4,14 @@ A walk-forward run registers what it trained as a new version of a registered mo
 alias ``challenger`` and its out-of-sample scores as version tags ``score.<key>``.
 :meth:`ModelRegistry.promote` moves the alias ``champion`` onto the challenger when a
 :class:`PromotionRule` holds, and writes the decision and its reasons onto the challenger
-version (tags ``promotion.decision``, ``promotion.reason``, ``promotion.at``); the floors of
+version (tags ``promotion.decision``, ``promotion.reason``, ``promotion.at``, and on a
+promotion ``promotion.previous_champion``: the version it replaced, or ``none``); the floors of
 :meth:`PromotionRule.minimums` (:func:`check_floors`) apply to the first promotion as to every
-later one. What trades is whatever ``champion`` points at (or a version named), read through
-:meth:`ModelRegistry.alias_version`, :meth:`~ModelRegistry.version_info`,
-:meth:`~ModelRegistry.load_version` and :meth:`~ModelRegistry.run_params`.
+later one. :meth:`ModelRegistry.rollback` moves ``champion`` back to the previous champion and
+records who, when and why on both versions (tags ``rollback.*``). What trades is whatever
+``champion`` points at (or a version named), read through :meth:`ModelRegistry.alias_version`,
+:meth:`~ModelRegistry.version_info`, :meth:`~ModelRegistry.load_version`,
+:meth:`~ModelRegistry.run_params` and :meth:`~ModelRegistry.run_text`.
 
 A model is stored as an MLflow pyfunc model (:class:`ProbaModel`) wrapping a *predictor*: any
 picklable object with ``feature_names: tuple[str, ...]`` and ``predict_proba(X) -> P(up)``.
@@ -47,6 +50,8 @@ from core.times import iso_z, utc_now
 # A model's requirements are pinned from the predictor (see _requirements), not taken from
 # whichever uv project happens to be the working directory.
 os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+# A run's text artifact read back (a drift reference) draws no progress bar on stderr.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -60,6 +65,8 @@ from mlflow.tracking.fluent import start_run
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 SCORE_TAG_PREFIX = "score."
+#: The tag a promoted version keeps of the champion it replaced (a version number, or ``none``).
+PREVIOUS_CHAMPION_TAG = "promotion.previous_champion"
 MODEL_NAME_IN_RUN = "model"
 EXAMPLE_ROWS = 5
 PROBA_COLUMN = "proba"
@@ -159,6 +166,22 @@ class ModelVersionInfo:
     scores: dict[str, float]
     tags: dict[str, str]
     created: datetime
+
+
+@dataclass(frozen=True)
+class RollbackDecision:
+    """What :meth:`ModelRegistry.rollback` did: ``champion`` moved from one version to another.
+
+    ``rolled_back`` and ``restored`` are the two versions as they are after the rollback;
+    ``at`` is when (UTC), ``who`` and ``why`` as given.
+    """
+
+    name: str
+    rolled_back: ModelVersionInfo
+    restored: ModelVersionInfo
+    at: datetime
+    who: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -491,7 +514,9 @@ class ModelRegistry:
 
         The decision (``promoted`` or ``rejected``), the scores compared and the time go onto
         the challenger version as tags ``promotion.decision``, ``promotion.reason`` and
-        ``promotion.at``. A challenger that is already the champion is left as it is.
+        ``promotion.at``; a promoted one also keeps the champion it replaced
+        (``promotion.previous_champion``: its version, or ``none``), which :meth:`rollback`
+        goes back to. A challenger that is already the champion is left as it is.
 
         Raises
         ------
@@ -520,10 +545,102 @@ class ModelRegistry:
             "promotion.reason": reason,
             "promotion.at": at,
         }
+        if promoted:
+            decision_tags[PREVIOUS_CHAMPION_TAG] = (
+                "none" if champion is None else str(champion.version)
+            )
         for key, value in decision_tags.items():
             self.client.set_model_version_tag(name, str(challenger.version), key, value)
         after = self._info(self.client.get_model_version(name, str(challenger.version)))
         return PromotionDecision(promoted, reason, after, champion)
+
+    @_locked
+    def rollback(
+        self, name: str, *, who: str, why: str, version: int | None = None
+    ) -> RollbackDecision:
+        """Move ``champion`` of ``name`` back to the champion it replaced; record who and why.
+
+        The champion's ``promotion.previous_champion`` tag names the version to go back to.
+        Both versions get the tags ``rollback.at``, ``rollback.who``, ``rollback.why``,
+        ``rollback.from`` and ``rollback.to``. The alias ``challenger``, if it points at the
+        version rolled back, is removed, so a later promotion does not bring it back.
+        ``version``, when given, is the version the caller means to roll back: the call is
+        refused if ``champion`` has moved since.
+
+        Raises
+        ------
+        UsageError
+            If there is no registered model ``name``, it has no champion, the champion is not
+            ``version``, or it records no previous champion (it was the first, or was promoted
+            before previous champions were recorded).
+        """
+        _check_name(name)
+        aliases = self._aliases(name)
+        current = aliases.get(CHAMPION)
+        if current is None:
+            raise UsageError(f"registered model {name!r} has no {CHAMPION} to roll back")
+        if version is not None and current != version:
+            msg = (
+                f"{name}: {CHAMPION} is version {current}, not {version}: it moved since; "
+                "nothing rolled back"
+            )
+            raise UsageError(msg)
+        info = self._info(self.client.get_model_version(name, str(current)), aliases)
+        previous = info.tags.get(PREVIOUS_CHAMPION_TAG, "none")
+        if not previous.isdigit():
+            msg = (
+                f"{name} v{current} records no previous {CHAMPION} to roll back to "
+                f"({PREVIOUS_CHAMPION_TAG} is {previous!r}): promote another version instead"
+            )
+            raise UsageError(msg)
+        target = self.version_info(name, int(previous))
+        at = utc_now()
+        tags = {
+            "rollback.at": iso_z(at),
+            "rollback.who": who,
+            "rollback.why": why,
+            "rollback.from": str(current),
+            "rollback.to": str(target.version),
+        }
+        self.client.set_registered_model_alias(name, CHAMPION, str(target.version))
+        if aliases.get(CHALLENGER) == current:
+            self.client.delete_registered_model_alias(name, CHALLENGER)
+        for number in (current, target.version):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(number), key, value)
+        return RollbackDecision(
+            name=name,
+            rolled_back=self.version_info(name, current),
+            restored=self.version_info(name, target.version),
+            at=at,
+            who=who,
+            why=why,
+        )
+
+    @_locked
+    def run_text(self, run_id: str, path: str) -> str | None:
+        """Return the text artifact ``path`` of run ``run_id``, or None if it has none there.
+
+        Raises
+        ------
+        UsageError
+            If there is no such run.
+        """
+        import tempfile
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise UsageError(f"no MLflow run {run_id} in {self.uri}") from None
+            raise
+        with tempfile.TemporaryDirectory(prefix="solodesk-artifact-") as folder:
+            try:
+                local = self.client.download_artifacts(run_id, path, folder)
+            except (MlflowException, OSError):
+                return None
+            with open(local, encoding="utf-8") as handle:
+                return handle.read()
 
     @_locked
     def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]:

@@ -9,6 +9,10 @@
   (:class:`~execution.model_signals.ModelSignals`).
 - :func:`model_probabilities` is the batch path: the research feature table, the model's
   probabilities on it, for ``backtest --engine vector --name``.
+- :class:`DriftResponder` is what a session does when its model drifts
+  (:class:`~execution.drift.DriftMonitor`): a warning is told; an action rolls ``champion``
+  back to the previous champion (the session then reloads it), or pauses the session when
+  there is none or the session trades a fixed version.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import UsageError
+from core.ports import Notice, NoticeKind, Notifier
 from core.settings import Settings
 from core.timeframes import Timeframe
 from core.times import iso_z
+from execution.drift import DriftCheck, DriftLevel, DriftMonitor
 from execution.feeds import slice_batch
 from execution.live_features import FeedSpec, LiveFeatures
 from execution.model_signals import ModelRelease, ModelSignals, check_inputs
@@ -37,16 +43,21 @@ from feature_store.series import SeriesData, context_clock, load_series, series_
 from feature_store.store import BarStore
 from models.strategies.ml_model import DEFAULT_COLUMN, MlModel
 from pipelines.evaluate.dataset import FeatureRecipe
+from pipelines.evaluate.drift import DRIFT_TAG, DriftReference
 from pipelines.features.sets import ResolvedFeatureSet, SeriesFrame
 from services.features import load_feature_set
 
 if TYPE_CHECKING:
-    from execution.loop import RunTotals
+    from collections.abc import Callable
+
+    from execution.loop import Runtime, RunTotals
     from pipelines.backtest.config import BacktestConfig
     from services.runtime import PaperOptions, PaperShortfall, SessionInputs
 
 _log = logging.getLogger(__name__)
 CHAMPION = "champion"
+#: Who the registry and the session's controls record for what drift did.
+DRIFT_ACTOR = "drift"
 #: Seconds between two looks at the registry for a moved alias.
 WATCH_SECONDS = 5.0
 
@@ -127,6 +138,7 @@ def load_release(
     if getattr(predictor, "rule", None) is None:
         params = registry.run_params(info.run_id)
     upper, lower, allow_short = _rule(predictor, params)
+    drift = _drift_reference(registry, info, tuple(predictor.feature_names))
     return ModelRelease(
         name=name,
         version=number,
@@ -139,7 +151,27 @@ def load_release(
         scores=dict(info.scores),
         research_run=info.tags.get("solodesk.run", ""),
         timeframe=info.tags.get("solodesk.timeframe", ""),
+        drift=drift,
     )
+
+
+def _drift_reference(registry: Any, info: Any, inputs: tuple[str, ...]) -> DriftReference | None:
+    path = info.tags.get(DRIFT_TAG)
+    if not path:
+        return None
+    where = f"{info.name} v{info.version}'s drift reference ({path} of run {info.run_id})"
+    try:
+        text = registry.run_text(info.run_id, path)
+        if text is None:
+            raise UsageError(f"{where} is missing")
+        reference = DriftReference.from_json(text, where)
+    except UsageError as exc:
+        _log.warning("%s: not monitored for drift", exc)
+        return None
+    if reference.names != inputs:
+        _log.warning("%s does not list the model's inputs: not monitored for drift", where)
+        return None
+    return reference
 
 
 def release_strategy(release: ModelRelease) -> MlModel:
@@ -262,8 +294,12 @@ def model_signals(
     history: SeriesData | None = None,
     source: RegistryWatcher | None = None,
     on_reload: Any = None,
+    drift: DriftMonitor | None = None,
 ) -> ModelSignals:
-    """Return the loop's feature source for ``release``, warmed up on ``history``'s last bars."""
+    """Return the loop's feature source for ``release``, warmed up on ``history``'s last bars.
+
+    ``drift`` watches the release trading from the first bar after the warm-up.
+    """
     from services.runtime import series_batch
 
     live = inputs.live_features()
@@ -277,6 +313,7 @@ def model_signals(
         feature_set_version=inputs.feature_set_version,
         source=source,
         on_reload=on_reload,
+        drift=drift,
     )
 
 
@@ -383,7 +420,9 @@ def load_model_session(
     The series is loaded over the session's window; the live features start from the bars
     before it (as many as the set's longest lookback), so a session that starts inside the
     history trades on warmed-up features. A session given ``--version`` trades that version
-    and watches nothing.
+    and watches no alias. Every release trading is watched for drift (``[drift]``) by the
+    signals' :class:`~execution.drift.DriftMonitor`, which the session hooks to its loop
+    (:func:`watch_drift`).
 
     Raises
     ------
@@ -416,7 +455,9 @@ def load_model_session(
             interval=WATCH_SECONDS,
         )  # fmt: skip
     built = time.perf_counter()
-    signals = model_signals(inputs, release, history=history, source=watcher)
+    signals = model_signals(
+        inputs, release, history=history, source=watcher, drift=DriftMonitor(settings.drift)
+    )
     signals.warmup_seconds = time.perf_counter() - built
     strategy = release_strategy(release)
     return (
@@ -473,3 +514,167 @@ def paper_shortfall(
         fitted_bars=0 if fitted_until is None else int((ts <= fitted_until).sum()),
         fitted_until=None if fitted_until is None else iso_z(fitted_until),
     )
+
+
+# -- drift ------------------------------------------------------------------------------------
+
+
+class DriftResponder:
+    """What a model's session does when its model drifts (the monitor's ``on_drift``).
+
+    - **warn**: one ``model_drift`` notice with the reasons, sent with the loop's next commit.
+    - **act**: a ``model_drift`` notice as well, then, on a background thread (registry and
+      state-database calls stay off the loop): a session following ``champion`` rolls it back
+      to the previous champion (:func:`services.models.rollback`, by ``drift``, the reasons as
+      why); the session's watcher then sees the alias move and the loop reloads the restored
+      version. With no previous champion, in a session trading a fixed ``--version``, or one
+      following another alias, the session is paused instead (a ``pause`` control by
+      ``drift``: no new orders, positions kept). If the alias has already moved off the
+      drifting version, nothing is done: the session reloads what it points at. Either way one
+      ``model_rollback`` notice says what was done. A version is acted on once per session.
+
+    Parameters
+    ----------
+    settings
+        The desk (its registry and state database).
+    runtime
+        The session's loop (its notices go out with its commits).
+    signals
+        The session's model signals (the release drifting is the one trading).
+    notifier
+        Where the action's notice goes (from the background thread).
+    alias
+        The alias the session follows, or None for a fixed version.
+    say
+        Optional: told each notice's title and body.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        signals: ModelSignals,
+        notifier: Notifier,
+        *,
+        alias: str | None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.signals = signals
+        self.notifier = notifier
+        self.alias = alias
+        self.say = say
+        self.session = runtime.config.session
+        self._acted: set[int] = set()
+        self._threads: list[threading.Thread] = []
+
+    def __call__(self, check: DriftCheck) -> None:
+        """Answer a check whose level rose: tell a warning, act on an action."""
+        release = self.signals.release
+        acting = check.level is DriftLevel.ACT
+        title = "model drift: acting" if acting else "model drifting"
+        body = f"{check.label}: {check.text}"
+        key = f"drift:{check.label}:{check.level.value}"
+        self.runtime.tell(NoticeKind.MODEL_DRIFT, title, body, key=key)
+        if self.say is not None:
+            self.say(f"{title}: {body}")
+        if not acting or release.version in self._acted:
+            return
+        self._acted.add(release.version)
+        thread = threading.Thread(
+            target=self._act, args=(release.name, release.version, check),
+            name=f"drift-{release.name}", daemon=True,
+        )  # fmt: skip
+        self._threads.append(thread)
+        thread.start()
+
+    def _act(self, name: str, version: int, check: DriftCheck) -> None:
+        why = f"drift: {check.text}"
+        try:
+            title, body = self._respond(name, version, why)
+        except Exception as exc:  # the session goes on; the trader must hear of it
+            _log.exception("answering the drift of %s v%d", name, version)
+            title = "model drift: nothing done"
+            body = f"{check.label} drifted ({check.text}) but {type(exc).__name__}: {exc}"
+        self.notifier.notify(
+            Notice(
+                NoticeKind.MODEL_ROLLBACK, title, body, session=self.session,
+                key=f"rollback:{check.label}",
+            )
+        )  # fmt: skip
+        if self.say is not None:
+            self.say(f"{title}: {body}")
+
+    def _respond(self, name: str, version: int, why: str) -> tuple[str, str]:
+        from services.models import resolve_version, rollback
+
+        label = f"{name} v{version}"
+        if self.alias is None:
+            self._pause(why)
+            return (
+                "model drift: session paused",
+                f"{label} drifted and the session trades that version, not an alias: paused "
+                f"(solodesk resume --session {self.session} to trade again); {why}",
+            )
+        current = resolve_version(self.settings, name, alias=self.alias).version
+        if current != version:
+            return (
+                "model drift: alias already moved",
+                f"{label} drifted; {self.alias} already points at v{current}, which the session "
+                f"reloads; {why}",
+            )
+        if self.alias != CHAMPION:
+            self._pause(why)
+            return (
+                "model drift: session paused",
+                f"{label} drifted; the session follows {self.alias}, which is not rolled back: "
+                f"paused; {why}",
+            )
+        try:
+            done = rollback(self.settings, name, who=DRIFT_ACTOR, why=why, version=version)
+        except UsageError as exc:
+            self._pause(why)
+            return (
+                "model drift: session paused",
+                f"{label} drifted and cannot be rolled back ({exc}): paused; {why}",
+            )
+        return (
+            "model rolled back",
+            f"{label} drifted: {CHAMPION} back from v{done.rolled_back} to v{done.restored}, "
+            f"which the session reloads; {why}",
+        )
+
+    def _pause(self, why: str) -> None:
+        from services.runtime import request_control
+
+        request_control(self.settings, "pause", session=self.session, who=DRIFT_ACTOR, why=why)
+
+    def close(self) -> None:
+        """Wait for actions under way to finish."""
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def watch_drift(
+    settings: Settings,
+    runtime: Runtime,
+    signals: ModelSignals,
+    notifier: Notifier,
+    *,
+    alias: str | None,
+    say: Callable[[str], None] | None = None,
+) -> DriftResponder | None:
+    """Hook a session's drift monitor to its loop: equity from the broker, drift answered.
+
+    Returns the responder (to :meth:`~DriftResponder.close` when the session ends), or None
+    when the session's signals have no monitor.
+    """
+    monitor = signals.drift
+    if monitor is None:
+        return None
+    broker = runtime.broker
+    responder = DriftResponder(settings, runtime, signals, notifier, alias=alias, say=say)
+    monitor.equity = lambda: broker.account().equity
+    monitor.on_drift = responder
+    return responder

@@ -8,6 +8,8 @@
   with a written reason; every decision is recorded on the version (tags ``live_gate.*``) and
   handed to an optional recorder. Paper trading trades any model and never asks.
 - :func:`resolve_version` finds the version a gate or a job means: a number, or an alias.
+- :func:`rollback` moves ``champion`` back to the version it replaced (a model that drifted,
+  or a promotion regretted), recording who, when and why on both versions.
 
 They read the desk's tracking store and never create it: on a desk where no walk-forward has
 run yet there is nothing to list, and the others say so.
@@ -198,6 +200,59 @@ def promote(
         challenger=decision.challenger.version if decision.challenger else None,
         champion_before=decision.champion_before.version if decision.champion_before else None,
         why=decision.why,
+    )
+
+
+class RollbackResult(BaseModel):
+    """What ``models rollback`` did; the ``--json`` line.
+
+    ``champion`` moved from version ``rolled_back`` to ``restored`` at ``at`` (ISO-8601 UTC
+    with Z), by ``who``, because ``why``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    rolled_back: int
+    restored: int
+    who: str
+    why: str
+    at: str
+
+
+def rollback(
+    settings: Settings,
+    name: str,
+    *,
+    who: str | None = None,
+    why: str = "",
+    version: int | None = None,
+) -> RollbackResult:
+    """Move ``champion`` of ``name`` back to the champion it replaced, and record why.
+
+    The version to go back to is the one the champion's promotion recorded
+    (``promotion.previous_champion``). Both versions get the tags ``rollback.at``,
+    ``rollback.who``, ``rollback.why``, ``rollback.from`` and ``rollback.to``; the
+    ``challenger`` alias leaves the version rolled back. A session following ``champion``
+    reloads the restored version between bars. ``who`` defaults to the login name
+    (:func:`core.ids.actor`); ``version``, when given, must still be the champion.
+
+    Raises
+    ------
+    UsageError
+        If there is no such registered model, it has no champion, the champion is not
+        ``version``, or no previous champion was recorded.
+    """
+    decision = _existing_registry(settings, name).rollback(
+        name, who=actor(who), why=why.strip() or "rolled back by hand", version=version
+    )
+    return RollbackResult(
+        name=name,
+        rolled_back=decision.rolled_back.version,
+        restored=decision.restored.version,
+        who=decision.who,
+        why=decision.why,
+        at=iso_z(decision.at),
     )
 
 

@@ -9,7 +9,11 @@ executor) are chosen here and handed to them. The walk-forward job's steps:
 - :func:`compute_walkforward` and :func:`compute_audit` (pure, in the executor);
 - :func:`summarize` and :func:`compute_report`: the typed summary and the report page;
 - :func:`record_tracking`: metrics and artifacts in the tracker;
-- :func:`register_challenger`: the deployable model in the registry, alias ``challenger``;
+- :func:`compute_drift_reference`: what the live model's drift is measured against (the
+  deciles of its training rows, the P&L band of its out-of-sample returns);
+- :func:`register_challenger`: the deployable model in the registry, alias ``challenger``,
+  with its drift reference as the run's artifact ``drift/reference.json`` (version tag
+  ``solodesk.drift``);
 - :func:`record_walkforward`: the run under ``SOLODESK_HOME/research``;
 - :func:`record_latest`: the headline figures and equity DVC reads.
 
@@ -60,8 +64,14 @@ from pipelines.evaluate.audit import (
     random_walk_bars,
 )
 from pipelines.evaluate.dataset import ExtraFeatures, FeatureRecipe, ResearchData, research_data
+from pipelines.evaluate.drift import DRIFT_ARTIFACT, DRIFT_TAG, DriftReference, drift_reference
 from pipelines.evaluate.summary import AuditRecord, WalkForwardFigures
-from pipelines.evaluate.walkforward import WalkForwardResult, run_walk_forward
+from pipelines.evaluate.walkforward import (
+    WalkForwardResult,
+    final_rows,
+    plan_splits,
+    run_walk_forward,
+)
 from pipelines.features.sets import FeatureSetConfig, SeriesFrame
 from pipelines.labels.config import HorizonLabelConfig
 from pipelines.train.config import WalkForwardConfig
@@ -451,6 +461,29 @@ def oos_table(result: WalkForwardResult) -> pl.DataFrame:
     )
 
 
+def compute_drift_reference(
+    settings: Settings,
+    inputs: ResearchInputs,
+    config: WalkForwardConfig,
+    result: WalkForwardResult,
+) -> DriftReference:
+    """Return the deployable model's drift reference (``[drift]`` settings).
+
+    The deciles and baselines are those of the rows the model was fitted on (the latest window
+    :func:`~pipelines.evaluate.walkforward.final_rows` chooses), the P&L band that of
+    ``window_days`` trading days of the walk-forward's out-of-sample returns.
+    """
+    data = inputs.data
+    rows = final_rows(data, config, plan_splits(data, config, inputs.embargo))
+    drift = settings.drift
+    return drift_reference(
+        data.X[rows], data.feature_names, data.ts[rows], psi_window=drift.window_bars,
+        psi_min_window=drift.min_bars, oos_returns=result.oos_returns, oos_ts=result.oos_ts,
+        bars_per_year=inputs.series.bars_per_year, window_days=drift.window_days,
+        low=drift.band_low, high=drift.band_high, n_boot=drift.n_boot, seed=config.seed,
+    )  # fmt: skip
+
+
 # -- record ----------------------------------------------------------------------------------
 
 
@@ -544,11 +577,22 @@ def register_challenger(
     model: TrainedModel,
     summary: WalkForwardSummary,
     tags: Mapping[str, str],
+    *,
+    drift: DriftReference | None = None,
 ) -> int:
-    """Register the deployable model as the new ``challenger`` version; return its number."""
+    """Register the deployable model as the new ``challenger`` version; return its number.
+
+    ``drift``, when given, is stored first as the run's artifact :data:`DRIFT_ARTIFACT`, and
+    the version's tag :data:`DRIFT_TAG` points at it (a session trading the version watches
+    its drift against it).
+    """
     from feature_store.model_registry import ModelRegistry
     from feature_store.tracking import tracking_uri
 
+    version_tags = {k: v for k, v in tags.items() if k != "solodesk.kind"}
+    if drift is not None:
+        desk_tracker(settings, EXPERIMENT).log_text(parent, drift.to_json(), DRIFT_ARTIFACT)
+        version_tags[DRIFT_TAG] = DRIFT_ARTIFACT
     key = inputs.series.key
     registry = ModelRegistry(tracking_uri(settings))
     info = registry.register_challenger(
@@ -557,7 +601,7 @@ def register_challenger(
         predictor=model,
         input_example=_example(inputs.data),
         scores=summary.registry_scores(),
-        tags={k: v for k, v in tags.items() if k != "solodesk.kind"},
+        tags=version_tags,
     )
     return int(info.version)
 
@@ -656,7 +700,10 @@ def run_stored_walkforward(
         audit_ok = audit_result is None or audit_result.passed
         version = None
         if register and audit_ok and result.model is not None:
-            version = register_challenger(settings, inputs, parent, result.model, summary, tags)
+            reference = compute_drift_reference(settings, inputs, config, result)
+            version = register_challenger(
+                settings, inputs, parent, result.model, summary, tags, drift=reference
+            )
         summary = summary.model_copy(
             update={"model_version": version, "seconds": round(time.perf_counter() - started, 3)}
         )

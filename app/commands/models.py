@@ -11,7 +11,7 @@ from app.output import emit, emit_all, out, pct, print_table, ratio
 from core.errors import UsageError
 
 app = typer.Typer(
-    help="The model registry: list versions, promote the challenger, gate live trading.",
+    help="The model registry: list versions, promote, roll back, gate live trading.",
     no_args_is_help=True,
 )
 
@@ -88,6 +88,35 @@ def models_promote(
     verdict = "[green]promoted[/]" if decision.promoted else "[yellow]not promoted[/]"
     out().print(f"{name}: challenger {decision.challenger} {verdict}: {decision.why}",
                 soft_wrap=True)  # fmt: skip
+
+
+@app.command("rollback")
+def models_rollback(
+    name: ModelNameOpt,
+    why: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Why the champion goes back (recorded on both versions)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the champion back to the version it replaced; record who, when and why.
+
+    A paper or live session following the champion reloads the restored version between bars.
+    Exit status 2 when there is no champion or no previous champion to go back to.
+    """
+    from core.settings import load_settings
+    from services.models import rollback
+
+    result = rollback(load_settings(), name, why=why or "")
+    if as_json:
+        emit(result)
+        return
+    out().print(
+        f"{name}: champion rolled back from version {result.rolled_back} to {result.restored} "
+        f"(by {result.who}: {result.why})",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 @app.command("gate")

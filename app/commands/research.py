@@ -1,4 +1,5 @@
-"""``solodesk walkforward`` and ``solodesk train``: models tuned, fitted and judged."""
+"""``solodesk walkforward``, ``solodesk train`` and ``solodesk retrain``: models tuned, fitted,
+judged and promoted."""
 
 from __future__ import annotations
 
@@ -239,3 +240,72 @@ def train(
                   f"best inner {objective} {ratio(result.best_value)}")  # fmt: skip
     console.print(f"parameters: {result.params}", soft_wrap=True)
     console.print(f"MLflow run {result.mlflow_run_id} (model logged)", soft_wrap=True)
+
+
+def retrain(
+    symbol: SymbolOpt,
+    timeframe: TimeframeOpt,
+    feature_set: FeatureSetOpt = "default",
+    params: ParamsFileOpt = Path("params.yaml"),
+    model: ModelOpt = "lightgbm",
+    trials: TrialsOpt = 20,
+    folds: Annotated[int, typer.Option(help="Walk-forward test windows.")] = 5,
+    upper: Annotated[float, typer.Option(help="Go long above this P(up).")] = 0.55,
+    lower: Annotated[float, typer.Option(help="Go short below this P(up).")] = 0.45,
+    spread: SpreadOpt = "1.0",
+    fees: FeesOpt = 0.0,
+    date_from: FromOpt = None,
+    date_to: ToOpt = None,
+    jobs: JobsOpt = 1,
+    threads: ThreadsOpt = None,
+    seed: SeedOpt = 0,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
+    rule: Annotated[
+        str,
+        typer.Option(
+            help="Scores the new version must beat: dsr,sharpe_ci_low (any:... for one of them)."
+        ),
+    ] = "dsr,sharpe_ci_low",
+    as_json: JsonOpt = False,
+) -> None:
+    """Walk forward, register the challenger, promote it if it earns it, and notify.
+
+    The promotion floors are the promotion settings. A version not promoted is an answer:
+    exit status 0. A session following the champion picks a promoted version up between bars.
+    """
+    from core.settings import load_settings
+    from services.retrain import retrain as run_retrain
+
+    config = research_config(
+        model=model, trials=trials, folds=folds, upper=upper, lower=lower, spread=spread,
+        fees=fees, jobs=jobs, threads=threads, seed=seed, n_boot=n_boot,
+    )  # fmt: skip
+    settings = load_settings()
+    console = err()
+    with Progress(console) as advance:
+        result = run_retrain(
+            settings, symbol=symbol, timeframe=timeframe, feature_set=feature_set,
+            params_path=params, config=config, start=date_from, end=date_to, rule=rule,
+            progress=advance,
+        )  # fmt: skip
+    if as_json:
+        emit(result)
+        return
+    verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+    before = "none" if result.champion_before is None else f"v{result.champion_before}"
+    console = out()
+    console.print(
+        f"{result.name}: v{result.version} {verdict} (champion before {before}, walk-forward "
+        f"{result.walkforward_run})",
+        soft_wrap=True,
+    )
+    print_table(
+        "out-of-sample scores",
+        ("score", f"v{result.version}", f"champion {before}"),
+        ((row.key, pct(row.new) if row.key in ("total_return", "max_drawdown") else ratio(row.new),
+          pct(row.champion) if row.key in ("total_return", "max_drawdown") else ratio(row.champion))
+         for row in result.scores),
+        right=(f"v{result.version}", f"champion {before}"),
+        console=console,
+    )  # fmt: skip
+    console.print(result.reason, soft_wrap=True, highlight=False)

@@ -490,14 +490,14 @@ def bootstrap_intervals(
     if n_boot < 2:
         msg = f"n_boot is {n_boot}: draw at least 2 bootstrap replicates"
         raise UsageError(msg)
-    expected_block = _block_length(values[:, None], block, "block")
+    expected_block = block_length(values[:, None], block, "block")
     # arch takes seconds to import (it compiles its volatility models): load it on use.
     from arch.bootstrap import StationaryBootstrap
 
     with np.errstate(divide="ignore"):
         log_growth = np.log1p(values)
     scale = math.sqrt(bars_per_year)
-    observed = _replicate_statistics(values, log_growth, np.arange(n)[None, :])
+    observed = replicate_statistics(values, log_growth, np.arange(n)[None, :])
     sampler = StationaryBootstrap(
         expected_block,  # type: ignore[arg-type]  # a stationary block length is a mean: a float
         np.arange(n),
@@ -509,10 +509,10 @@ def bootstrap_intervals(
     for positional, _ in sampler.bootstrap(n_boot):
         pending.append(np.asarray(positional[0], dtype=np.intp))
         if len(pending) == per_chunk:
-            collected.append(_replicate_statistics(values, log_growth, np.stack(pending)))
+            collected.append(replicate_statistics(values, log_growth, np.stack(pending)))
             pending = []
     if pending:
-        collected.append(_replicate_statistics(values, log_growth, np.stack(pending)))
+        collected.append(replicate_statistics(values, log_growth, np.stack(pending)))
     sharpe, mean, worst = (np.concatenate(parts) for parts in zip(*collected, strict=True))
 
     return {
@@ -710,7 +710,7 @@ def spa_test(
     if n_boot < 2:
         msg = f"n_boot is {n_boot}: draw at least 2 bootstrap replicates"
         raise UsageError(msg)
-    expected_block = _block_length(candidates - bench[:, None], block, "block")
+    expected_block = block_length(candidates - bench[:, None], block, "block")
     from arch.bootstrap import SPA
 
     test = SPA(
@@ -769,7 +769,7 @@ def _moments(values: np.ndarray) -> tuple[float, float]:
     return skew, kurtosis
 
 
-def _block_length(columns: np.ndarray, block: float | None, name: str) -> float:
+def block_length(columns: np.ndarray, block: float | None, name: str) -> float:
     n = columns.shape[0]
     if block is not None:
         if not (math.isfinite(block) and block >= 1.0):
@@ -788,7 +788,7 @@ def _block_length(columns: np.ndarray, block: float | None, name: str) -> float:
     return float(min(max(estimate, 1.0), max(1.0, n / 4.0)))
 
 
-def _replicate_statistics(
+def replicate_statistics(
     values: np.ndarray, log_growth: np.ndarray, index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Per-bar Sharpe, mean and max drawdown of each row of resampled positions (k × n).
