@@ -105,25 +105,18 @@ test-fast: install ## The fast lane while working: every test not marked slow, n
 # --- running ---------------------------------------------------------------
 
 .PHONY: demo
-demo: install ## Sample: ingest, features, sweep, backtest, a tuned, audited walk-forward, its model on paper
-	$(BIN)/solodesk ingest sample:eurusd-h1 --resample H4 --resample D1
+demo: install ## Sample: the research pipeline as Prefect flows, sweep, backtest, its model on paper
+	@$(MAKE) --no-print-directory demo-flows
 	$(BIN)/solodesk data list
 	$(BIN)/solodesk data quarantine
 	$(BIN)/solodesk data sql "select symbol, timeframe, side, count(*) as bars, min(ts) as first, max(ts) as last from bars group by all order by all"
 	@echo "Validation reports (Great Expectations data docs): $$(ls -d $(SOLODESK_HOME)/reports/ingest-* | tail -n 1)/index.html"
-	$(BIN)/solodesk features build --params params.yaml --feature-set default --symbol EURUSD --timeframe H1
-	@echo "Building again with nothing changed is a cache hit:"
-	$(BIN)/solodesk features build --params params.yaml --feature-set default --symbol EURUSD --timeframe H1
 	$(BIN)/solodesk features list
 	$(BIN)/solodesk features show --feature-set default --symbol EURUSD --timeframe H1 --columns rsi_14,h4_rsi_14,d1_rsi_14,realized_vol_20,label,label_weight --rows 3
 	$(BIN)/solodesk data sql "select label, count(*) as bars, round(avg(rsi_14), 2) as rsi_14, round(avg(d1_rsi_14), 2) as d1_rsi_14, round(avg(label_log_return) * 1e4, 2) as return_bp, round(avg(close), 5) as close from features_default where label is not null group by label order by label"
 	$(BIN)/solodesk strategies
 	$(BIN)/solodesk sweep --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=5:50:5 --param slow=20:200:20 --param allow_short=false --spread 1.0 --fees 0.00002 --top 5
 	$(BIN)/solodesk backtest --symbol EURUSD --timeframe H1 --strategy sma_cross --param fast=20 --param slow=100 --spread 1.0 --fees 0.00002 --sizing fraction:1
-	@echo "Walk-forward: LightGBM tuned by Optuna in every training window, traded out of sample with costs, audited for leakage:"
-	$(BIN)/solodesk walkforward --symbol EURUSD --timeframe H1 --feature-set default --trials 20 --folds 4 --spread 1.0 --jobs 2 --audit
-	@echo "Promotion: a challenger becomes champion only above the floors of [promotion] (PSR >= 0.95, Sharpe interval above 0), the first one too:"
-	$(BIN)/solodesk models promote --name EURUSD-H1-default
 	$(BIN)/solodesk models list
 	@echo "The live gate, asked before a version trades live, refuses one below the floors (exit 1) unless overridden with a written reason:"
 	$(BIN)/solodesk models gate --name EURUSD-H1-default --version 1 || echo "(exit $$?: refused, and recorded)"
@@ -144,6 +137,30 @@ demo: install ## Sample: ingest, features, sweep, backtest, a tuned, audited wal
 	$(BIN)/solodesk data sql "select session, count(*) as fills, round(sum(fees), 2) as fees, min(ts) as first, max(ts) as last from live_fills group by session order by session"
 
 MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+PREFECT_API = http://127.0.0.1:$(PREFECT_PORT)/api
+
+# The research pipeline as Prefect flow runs: `solodesk serve` (a local Prefect server and
+# every deployment) runs in the background for the length of this target, and each step is a
+# run started through the server's API, whose results (artifacts) are printed.
+.PHONY: demo-flows
+demo-flows: install
+	@mkdir -p '$(SOLODESK_HOME)'
+	@echo "The research pipeline as Prefect flows: solodesk serve starts a Prefect server on 127.0.0.1:$(PREFECT_PORT) and serves every deployment; each step below is a flow run started through its API:"
+	@$(BIN)/solodesk serve --port $(PREFECT_PORT) > '$(SOLODESK_HOME)/serve.log' 2>&1 & serve=$$!; \
+	  trap 'kill $$serve 2>/dev/null; wait $$serve 2>/dev/null' EXIT; \
+	  export PREFECT_API_URL='$(PREFECT_API)'; set -x; \
+	  $(BIN)/solodesk flows run ingest/manual --wait 600 --param 'sources=["sample:eurusd-h1"]' --param 'resample=["H4","D1"]'; \
+	  $(BIN)/solodesk flows run features/manual --param feature_set=default --param symbol=EURUSD --param timeframe=H1; \
+	  $(BIN)/solodesk flows run features/manual --param feature_set=default --param symbol=EURUSD --param timeframe=H1; \
+	  $(BIN)/solodesk flows run walkforward/manual --param symbol=EURUSD --param timeframe=H1 --param trials=20 --param folds=4 --param spread=1.0 --param jobs=2 --param audit=true; \
+	  $(BIN)/solodesk flows run promote/manual --param name=EURUSD-H1-default; \
+	  set +x; $(BIN)/solodesk flows runs --limit 10; \
+	  echo "Prefect UI (while a server runs): http://127.0.0.1:$(PREFECT_PORT); make prefect serves it again, with every deployment and its schedule"
+
+.PHONY: prefect
+prefect: install ## Serve the Prefect UI and every deployment on http://127.0.0.1:$(PREFECT_PORT)
+	$(BIN)/solodesk serve --port $(PREFECT_PORT)
 NOTIFY_PORT ?= 8787
 
 .PHONY: mlflow

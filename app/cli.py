@@ -14,7 +14,19 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from app.commands import backtest, data, features, ingest, models, notify, research, trading
+from app.commands import (
+    backtest,
+    data,
+    features,
+    flows,
+    ingest,
+    models,
+    notify,
+    research,
+    serve,
+    supervise,
+    trading,
+)
 from app.output import report_error
 from core.errors import SolodeskError
 
@@ -52,6 +64,7 @@ app.command("sweep")(backtest.sweep)
 app.command("portfolio")(backtest.portfolio)
 app.command("walkforward")(research.walkforward)
 app.command("train")(research.train)
+app.command("retrain")(research.retrain)
 app.command("paper")(trading.paper)
 app.command("fills")(trading.fills)
 app.command("trades")(trading.trades)
@@ -61,11 +74,14 @@ app.command("pause")(trading.pause)
 app.command("resume")(trading.resume)
 app.command("flatten")(trading.flatten)
 app.command("stop")(trading.stop)
+app.command("supervise")(supervise.supervise)
+app.command("serve")(serve.serve)
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(backtest.runs_app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(notify.app, name="notify")
+app.add_typer(flows.app, name="flows")
 app.add_typer(trading.risk_app, name="risk")
 
 

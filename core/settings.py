@@ -196,10 +196,16 @@ class Settings(BaseSettings):
     # Research infrastructure. Left unset, MLflow keeps its runs and registry in SQLite with
     # artifacts under SOLODESK_HOME/mlflow, Optuna its studies in SOLODESK_HOME/optuna.db, and
     # work runs in local processes. Set them to share one database (e.g.
-    # postgresql://user@host:5432/db) or a Dask scheduler (tcp://host:8786) between machines.
+    # postgresql+psycopg2://user@host:5432/db) or a Dask scheduler (tcp://host:8786) between machines.
     mlflow_tracking_uri: str | None = None
     optuna_storage: str | None = None
     dask_scheduler: str | None = None
+    # Orchestration. Left unset, `solodesk serve` starts a Prefect server on loopback with its
+    # SQLite database under SOLODESK_HOME/prefect; a URL here (or PREFECT_API_URL) uses that
+    # server instead, and a database URL (postgresql+asyncpg://...) puts a started server's
+    # database in PostgreSQL.
+    prefect_api_url: str | None = None
+    prefect_database_url: str | None = None
     # The trading runtime: the risk engine's limits and where notifications go.
     risk: RiskSettings = RiskSettings()
     notify: NotifySettings = NotifySettings()
@@ -285,6 +291,16 @@ class Settings(BaseSettings):
     def optuna_path(self) -> Path:
         """Return the embedded Optuna study database, ``SOLODESK_HOME/optuna.db``."""
         return self.home / "optuna.db"
+
+    @property
+    def prefect_dir(self) -> Path:
+        """Return ``PREFECT_HOME`` of a server ``solodesk serve`` starts (its SQLite database)."""
+        return self.home / "prefect"
+
+    @property
+    def inbox_dir(self) -> Path:
+        """Return the drop folder the scheduled ingest reads (files done move to ``done/``)."""
+        return self.home / "inbox"
 
     @property
     def state_dir(self) -> Path:

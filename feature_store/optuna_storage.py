@@ -1,7 +1,7 @@
 """Where Optuna keeps its studies: SQLite under ``SOLODESK_HOME`` or a shared database.
 
 Left unconfigured, studies live in ``SOLODESK_HOME/optuna.db``; ``settings.optuna_storage``
-(e.g. ``postgresql://user@host:5432/db``) lets workers on several machines tune one study.
+(e.g. ``postgresql+psycopg2://user@host:5432/db``) lets workers on several machines tune one study.
 Either way every worker opens the study by URL and name, so a trial finished by one process
 is seen by the others.
 """
@@ -50,7 +50,7 @@ def study_storage(url: str) -> BaseStorage:
     if "://" not in url:
         msg = (
             f"Optuna storage {url!r} is not a database URL; use sqlite:///path/to/optuna.db "
-            "or postgresql://user@host:5432/db (setting SOLODESK_OPTUNA_STORAGE)"
+            "or postgresql+psycopg2://user@host:5432/db (setting SOLODESK_OPTUNA_STORAGE)"
         )
         raise UsageError(msg)
     if not url.startswith("sqlite"):

@@ -316,7 +316,7 @@ def record_build(
     return build
 
 
-def _cached(settings: Settings, inputs: BuildInputs) -> tuple[FeatureBuild | None, bool]:
+def cached_build(settings: Settings, inputs: BuildInputs) -> tuple[FeatureBuild | None, bool]:
     """Return the stored build of this version, marked latest again, or None; and whether the
     index changed (the mark moved)."""
     features = FeatureStore(settings.features_dir)
@@ -368,7 +368,7 @@ def build_feature_set(
     """
     started = time.perf_counter()
     inputs = load_build_inputs(settings, feature_set, config, symbol, timeframe, side)
-    existing, changed = _cached(settings, inputs)
+    existing, changed = cached_build(settings, inputs)
     if existing is not None:
         warnings = refresh_catalog(settings, "the features") if refresh and changed else []
         return FeatureBuildResult.of(existing, True, time.perf_counter() - started, warnings)

@@ -448,10 +448,20 @@ def ingest(
         t_reports = time.perf_counter()
         report = record_reports(settings, run, checked, quarantine_frames)
         timings["reports"] = time.perf_counter() - t_reports
-    elapsed = time.perf_counter() - started
-    timings["total"] = elapsed
+    timings["total"] = time.perf_counter() - started
+    return ingest_result(run, checked, report, timings, warnings)
+
+
+def ingest_result(
+    run: str,
+    checked: CheckedIngest,
+    report: Path | None,
+    timings: dict[str, float],
+    warnings: list[str],
+) -> IngestResult:
+    """Return what an ingest run did, once its steps are done (``timings["total"]`` set)."""
     for tally in checked.tallies.values():
-        tally.seconds = tally.seconds or elapsed
+        tally.seconds = tally.seconds or timings.get("total", 0.0)
     return IngestResult(
         run=run, series=tuple(t.result() for t in checked.tallies.values()), report=report,
         timings=timings, warnings=tuple(warnings),

@@ -271,8 +271,12 @@ def build_runtime(
     clock: SimClock,
     seed: int = 0,
     collect: bool = False,
+    heartbeat_seconds: float = 1.0,
 ) -> Runtime:
-    """Return the loop wired to a paper broker for one session (a fresh one, or resumed)."""
+    """Return the loop wired to a paper broker for one session (a fresh one, or resumed).
+
+    A durable session beats every ``heartbeat_seconds`` (what ``solodesk supervise`` watches).
+    """
     data = inputs.data
     instrument: Instrument = data.instrument
     costs = CostModel.of(
@@ -316,6 +320,7 @@ def build_runtime(
         record_equity=mode != "backtest", commit_bars=1000 if mode != "backtest" else 1_000_000,
         commit_seconds=1.0 if mode != "backtest" else 3600.0,
         control_seconds=0.2 if mode != "backtest" else 3600.0, durable=mode != "backtest",
+        heartbeat_seconds=heartbeat_seconds,
     )  # fmt: skip
     return Runtime(
         runtime_config, stream=signal_stream(inputs.strategy), broker=broker, journal=journal,
@@ -457,9 +462,12 @@ def run_paper(
     A model session (``options.model``) trades the version ``options.model_version``, or the
     one its alias points at and then follows the alias: when it moves, the new version is
     loaded in the background and takes over between bars (``say`` and the notifier are told).
+    Its model's drift is watched (``[drift]``): a warning is told, an action rolls the alias
+    back or pauses the session (:class:`~services.live_model.DriftResponder`).
     """
     started = time.perf_counter()
     watcher = None
+    drift = None
     if options.model is not None:
         from services.live_model import load_model_session
 
@@ -489,9 +497,16 @@ def run_paper(
             config=config, simulator=options.simulator,
             risk=_risk_engine(db, limits, record.account), notifier=notifier,
             clock=SimClock(speed), seed=options.seed,
+            heartbeat_seconds=settings.supervisor.heartbeat_seconds,
         )  # fmt: skip
         if inputs.signals is not None:
+            from services.live_model import watch_drift
+
             inputs.signals.on_reload = _reload_teller(runtime, say)
+            drift = watch_drift(
+                settings, runtime, inputs.signals, notifier, say=say,
+                alias=None if watcher is None else watcher.alias,
+            )  # fmt: skip
         start = runtime.resume_index(inputs.bars)
         runtime.warm_up(slice_batch(inputs.bars, 0, start))
         warmup_seconds = time.perf_counter() - warmup_started
@@ -530,6 +545,8 @@ def run_paper(
     finally:
         if watcher is not None:
             watcher.close()
+        if drift is not None:
+            drift.close()
         db.close()
         if owned:
             notifier.close()

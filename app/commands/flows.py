@@ -1,0 +1,156 @@
+"""``solodesk flows ...``: start a deployment's run through the Prefect API, list the runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
+
+import typer
+
+from app.options import JsonOpt
+from app.output import emit_all, err, out, print_table
+from core.errors import SolodeskError, UsageError
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
+app = typer.Typer(help="Prefect runs: start a deployment, list flow runs.", no_args_is_help=True)
+
+DEFAULT_API = "http://127.0.0.1:4200/api"
+
+
+def _api(wait: float = 0.0) -> str:
+    from core.settings import load_settings
+    from services.orchestration import healthy, prefect_api
+
+    api = prefect_api(load_settings()) or DEFAULT_API
+    deadline = time.monotonic() + wait
+    while not healthy(api):
+        if time.monotonic() >= deadline:
+            raise UsageError(f"no Prefect server answers at {api}: start one with solodesk serve")
+        time.sleep(0.5)
+    return api
+
+
+def _deployment_ready(name: str, wait: float) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + wait
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                if time.monotonic() >= deadline:
+                    msg = f"no deployment {name!r} on the server: is solodesk serve running?"
+                    raise UsageError(msg) from None
+                time.sleep(0.5)
+
+
+def _parameters(pairs: list[str] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected key=value (value as JSON or text)")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values
+
+
+@app.command("run")
+def run(
+    deployment: Annotated[str, typer.Argument(help="<flow>/<purpose>, e.g. ingest/manual.")],
+    param: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--param", help='key=value, repeatable; JSON values: sources=["a.csv"].'),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run to end.")] = 3600,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the server and the deployment to appear.")
+    ] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a run of a deployment through the Prefect API, wait for it, print its results."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    from services.orchestration import using
+
+    api = _api(wait)
+    parameters = _parameters(param)
+    with using(api):
+        _deployment_ready(deployment, wait)
+        with err().status(f"running {deployment}"):
+            flow_run = cast(
+                "FlowRun", run_deployment(deployment, parameters=parameters, timeout=timeout)
+            )
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])
+                )
+            )
+    state = flow_run.state
+    name = state.name if state is not None else "unknown"
+    if as_json:
+        emit_all([{"deployment": deployment, "flow_run": flow_run.name, "state": name,
+                   "artifacts": [a.key for a in artifacts]}])  # fmt: skip
+    else:
+        out().print(f"{deployment}: flow run {flow_run.name} {name}")
+        for artifact in artifacts:
+            if artifact.type == "markdown":
+                out().print(str(artifact.data))
+    if state is None or not state.is_completed():
+        raise SolodeskError(
+            f"{deployment} run {flow_run.name} ended {name}: {state.message if state else ''}"
+        )
+
+
+@app.command("runs")
+def runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the latest flow runs with their deployment, state and duration."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from services.orchestration import using
+
+    with using(_api()), get_client(sync_client=True) as client:
+        found = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        flows = {f.id: f.name for f in client.read_flows()}
+        deployments = {d.id: d.name for d in client.read_deployments()}
+    rows = [
+        {
+            "flow": flows.get(r.flow_id, "?"),
+            "deployment": deployments.get(r.deployment_id, "-") if r.deployment_id else "-",
+            "run": r.name,
+            "state": r.state.name if r.state else "-",
+            "start": r.start_time.isoformat() if r.start_time else None,
+            "seconds": round(r.total_run_time.total_seconds(), 1),
+        }
+        for r in found
+    ]
+    if as_json:
+        emit_all(rows)
+        return
+    print_table(
+        f"{len(rows)} flow runs",
+        ("flow", "deployment", "run", "state", "start", "seconds"),
+        (
+            [
+                str(r[c]) if r[c] is not None else "-"
+                for c in ("flow", "deployment", "run", "state", "start", "seconds")
+            ]
+            for r in rows
+        ),
+        right=("seconds",),
+    )
