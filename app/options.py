@@ -347,25 +347,11 @@ def model_choice(
     version: int | None,
     params: Path,
 ) -> ModelChoice | None:
-    """Return the registered model ``--name`` chose, or None for ``--strategy``.
+    """Return the registered model ``--name`` chose, or None for ``--strategy``
+    (:func:`services.live_model.model_choice`)."""
+    from services.live_model import model_choice as choose
 
-    Raises
-    ------
-    UsageError
-        Unless exactly one of --strategy and --name is given, or when --alias or --version
-        come without --name, or together.
-    """
-    from services.live_model import ModelChoice
-
-    if (strategy is None) == (name is None):
-        raise UsageError("give --strategy NAME or --name MODEL (a registered model), not both")
-    if name is None:
-        if alias is not None or version is not None:
-            raise UsageError("--alias and --version choose a version of --name MODEL")
-        return None
-    if alias is not None and version is not None:
-        raise UsageError("give --alias or --version, not both")
-    return ModelChoice(name=name, alias=alias, version=version, params_file=params)
+    return choose(strategy, name, alias, version, params)
 
 
 def speed_value(text: str | None) -> float | None:

@@ -40,7 +40,7 @@ from services.backtest import (
     run_stored_backtest,
     run_stored_sweep,
 )
-from services.live_model import ModelChoice
+from services.live_model import ModelChoice, model_choice
 
 #: Rows of a sweep's ranking shown in its artifacts.
 SWEEP_TOP = 10
@@ -121,21 +121,6 @@ def sweep_step(
     )  # fmt: skip
 
 
-def _model(
-    strategy: str | None, name: str | None, alias: str | None, version: int | None, params: str
-) -> ModelChoice | None:
-    if (strategy is None) == (name is None):
-        raise UsageError("give strategy NAME or name MODEL (a registered model), not both")
-    if name is None:
-        if alias is not None or version is not None:
-            raise UsageError("alias and version choose a version of a registered model: give name")
-        return None
-    try:
-        return ModelChoice(name=name, alias=alias, version=version, params_file=Path(params))
-    except ValueError as exc:
-        raise UsageError(f"model {name!r}: {exc}") from None
-
-
 def _page_link(key: str, page: str | None, text: str) -> None:
     if page:
         link(key, Path(page).resolve().as_uri(), text)
@@ -200,7 +185,7 @@ def backtest_flow(
         fill=fill, direction=direction, sizing=sizing, stop_loss=stop_loss,
         take_profit=take_profit, trailing_stop=trailing_stop,
     )  # fmt: skip
-    model = _model(strategy, name, alias, version, params_file)
+    model = model_choice(strategy, name, alias, version, params_file)
     if model is not None and params:
         raise UsageError("params set strategy parameters: a model trades by its own rule")
     settings = desk(home)

@@ -82,6 +82,35 @@ class ModelChoice(BaseModel):
         return self
 
 
+def model_choice(
+    strategy: str | None,
+    name: str | None,
+    alias: str | None,
+    version: int | None,
+    params: Path | str = Path("params.yaml"),
+) -> ModelChoice | None:
+    """Return the registered model ``name`` chooses, or None when a ``strategy`` is traded.
+
+    Raises
+    ------
+    UsageError
+        Unless exactly one of ``strategy`` and ``name`` is given, or when ``alias`` or
+        ``version`` come without ``name``, or together.
+    """
+    if (strategy is None) == (name is None):
+        raise UsageError("give --strategy NAME or --name MODEL (a registered model), not both")
+    if name is None:
+        if alias is not None or version is not None:
+            raise UsageError("--alias and --version choose a version of --name MODEL")
+        return None
+    if alias is not None and version is not None:
+        raise UsageError("give --alias or --version, not both")
+    try:
+        return ModelChoice(name=name, alias=alias, version=version, params_file=Path(params))
+    except ValueError as exc:
+        raise UsageError(f"model {name!r}: {exc}") from None
+
+
 def _registry(settings: Settings) -> Any:
     from feature_store.model_registry import ModelRegistry
     from feature_store.tracking import has_tracking_store, tracking_uri
