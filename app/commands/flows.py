@@ -106,7 +106,7 @@ def run(
         out().print(f"{deployment}: flow run {flow_run.name} {name}")
         for artifact in artifacts:
             if artifact.type == "markdown":
-                out().print(str(artifact.data))
+                out().print(str(artifact.data), markup=False, highlight=False)
     if state is None or not state.is_completed():
         raise SolodeskError(
             f"{deployment} run {flow_run.name} ended {name}: {state.message if state else ''}"
@@ -118,14 +118,28 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the latest flow runs with their deployment, state and duration."""
+    """List the latest flow runs (started or ended) with their deployment, state and duration."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
     from services.orchestration import using
 
     with using(_api()), get_client(sync_client=True) as client:
-        found = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        # Runs that started or ended, not the schedule's future ones.
+        started = FlowRunFilter(
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED, StateType.PENDING])
+            )
+        )
+        found = client.read_flow_runs(
+            flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=limit
+        )
         flows = {f.id: f.name for f in client.read_flows()}
         deployments = {d.id: d.name for d in client.read_deployments()}
     rows = [

@@ -249,3 +249,31 @@ def test_a_server_with_its_database_in_postgresql_records_flow_runs_there(
     assert state.is_completed() and state.result() == 42
     assert runs == 1
     assert not (settings.prefect_dir / "prefect.db").exists()
+
+
+def test_flows_run_and_runs_commands_start_a_deployment_and_list_it(
+    server: PrefectServer, served: Path, tmp_path: Path
+) -> None:
+    # Arrange
+    from testkit.cli import invoke, json_lines
+
+    source = write(tmp_path / "USDCHF60.csv", mt4_csv(hourly_bars(utc(2021, 6, 7), 24)))
+    env = {"PREFECT_API_URL": server.api}
+
+    # Act
+    run = invoke(
+        ["flows", "run", "ingest/manual", "--param", f'sources=["{source}"]',
+         "--param", "symbol=USDCHF", "--param", "timeframe=H1"],
+        served, env=env,
+    )  # fmt: skip
+    listed = invoke(["flows", "runs", "--limit", "50", "--json"], served, env=env)
+    missing = invoke(["flows", "run", "nothing/here"], served, env=env)
+
+    # Assert
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ingest/manual: flow run" in run.stdout and "Completed" in run.stdout
+    assert "24 rows read" in run.stdout and "[validation report](file://" in run.stdout
+    rows = json_lines(listed.stdout)
+    assert any(r["flow"] == "ingest" and r["state"] == "Completed" for r in rows)
+    assert all(r["state"] != "Scheduled" for r in rows)
+    assert missing.returncode == 2 and "no deployment 'nothing/here'" in missing.stderr
