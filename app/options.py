@@ -346,12 +346,13 @@ def model_choice(
     alias: str | None,
     version: int | None,
     params: Path,
+    param: list[str] | None = None,
 ) -> ModelChoice | None:
     """Return the registered model ``--name`` chose, or None for ``--strategy``
-    (:func:`services.live_model.model_choice`)."""
+    (:func:`services.live_model.model_choice`; ``param``: the ``--param`` values given)."""
     from services.live_model import model_choice as choose
 
-    return choose(strategy, name, alias, version, params)
+    return choose(strategy, name, alias, version, params, strategy_params=bool(param))
 
 
 def speed_value(text: str | None) -> float | None:

@@ -261,7 +261,9 @@ def main() -> int:
           f"window, {r['full']:.2f} s from the first bar ({r['full_bars']:,} bars)")  # fmt: skip
     print(f"OnlineFeatures.update (Polars path, own features only): p50 "
           f"{result['online_features_update_us_p50'] / 1e3:.1f} ms")  # fmt: skip
-    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    from core.times import iso_z, utc_now
+
+    result["finished"] = iso_z(utc_now())
     path = write_result("decision_latency", result)
     print(f"written to {path}")
     print(json.dumps(result))

@@ -303,6 +303,15 @@ class Settings(BaseSettings):
         return self.home / "inbox"
 
     @property
+    def live_inbox_dir(self) -> Path:
+        """Return where live sessions' kept bars wait for the store, ``inbox/live/<session>``."""
+        return self.inbox_dir / "live"
+
+    def trader_log_path(self, session: str) -> Path:
+        """Return the log of a session's supervisor started by the trader flow."""
+        return self.state_dir / f"trader-{session}.log"
+
+    @property
     def state_dir(self) -> Path:
         """Return the trading runtime's state folder, ``SOLODESK_HOME/state``."""
         return self.home / "state"

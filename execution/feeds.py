@@ -11,7 +11,7 @@ import math
 import queue
 import time
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from core.clocks import Clock
 from core.errors import UsageError
 from core.ports import BarBatch
 from core.timeframes import Timeframe
+from core.times import utc_now
 from execution.aggregate import BarAggregator
 
 Ints = npt.NDArray[np.int64]
@@ -103,7 +104,7 @@ class ReplayFeed:
         stop = min(self.position + self.batch, len(self.bars))
         out = slice_batch(self.bars, self.position, stop)
         self.position = stop
-        self._last = datetime.now(UTC)
+        self._last = utc_now()
         return out
 
     def last_data(self) -> datetime | None:
@@ -173,7 +174,7 @@ class QueueFeed:
             if kind == "rate":
                 self._rate = (payload, time.monotonic())
                 continue
-            self._last = datetime.now(UTC)
+            self._last = utc_now()
             got = self._take(kind, payload)
             if len(got):
                 out.append(got)

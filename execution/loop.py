@@ -57,7 +57,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -65,7 +65,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.ids import client_order_id
 from core.ports import BarBatch, Broker, MarketFeed, Notice, NoticeKind, Notifier
-from core.times import iso_z_ns, ns_from_utc, utc_from_ns
+from core.times import iso_z_ns, ns_from_utc, utc_from_ns, utc_now
 from core.types import Fill, Order, OrderSide, OrderStatus, OrderType, Position
 from execution.costs import CostModel
 from execution.journal import Journal
@@ -298,7 +298,7 @@ class Runtime:
         now = time.monotonic()
         if now - self._last_beat >= self.config.heartbeat_seconds:
             self._last_beat = now
-            self.db.beat(self.config.session, self._pid, datetime.now(UTC), self.cp.bars)
+            self.db.beat(self.config.session, self._pid, utc_now(), self.cp.bars)
 
     def _equity_points(self) -> np.ndarray:
         """Return the equity points since the last commit, in time order, and forget them."""
@@ -426,7 +426,7 @@ class Runtime:
         self.apply_controls()
         last = feed.last_data()
         if self.config.mode == "live" and last is not None and not self.cp.stale:
-            quiet = (datetime.now(UTC) - last).total_seconds()
+            quiet = (utc_now() - last).total_seconds()
             if quiet > self.config.stale_intervals * self.config.bar_seconds:
                 self.cp.stale = True
                 self._notice(NoticeKind.STALE_FEED, "stale feed",

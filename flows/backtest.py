@@ -22,7 +22,6 @@ from typing import Any
 
 from prefect import flow
 
-from core.errors import UsageError
 from core.settings import Settings
 from core.timeframes import Timeframe
 from core.types import Side
@@ -185,9 +184,7 @@ def backtest_flow(
         fill=fill, direction=direction, sizing=sizing, stop_loss=stop_loss,
         take_profit=take_profit, trailing_stop=trailing_stop,
     )  # fmt: skip
-    model = model_choice(strategy, name, alias, version, params_file)
-    if model is not None and params:
-        raise UsageError("params set strategy parameters: a model trades by its own rule")
+    model = model_choice(strategy, name, alias, version, params_file, strategy_params=bool(params))
     settings = desk(home)
     data = series_step(settings, symbol, timeframe, side, start, end)
     summary = backtest_step(

@@ -21,6 +21,7 @@ from core.errors import UsageError
 from core.ids import new_run_id
 from core.settings import Settings
 from core.timeframes import Timeframe
+from core.times import COMPACT, utc_now
 from core.types import DateOrder, SeriesKey, Side, SourceFormat, VolumeKind
 from flows.common import (
     compute_task,
@@ -100,7 +101,7 @@ def _done(files: list[Path], folder: Path) -> None:
     for path in files:
         target = done / path.name
         if target.exists():
-            target = done / f"{path.stem}-{time.strftime('%Y%m%dT%H%M%S')}{path.suffix}"
+            target = done / f"{path.stem}-{utc_now().strftime(COMPACT)}{path.suffix}"
         shutil.move(str(path), target)
 
 

@@ -117,7 +117,7 @@ def store_live_bars_flow(
 
 def trader_log(settings: Settings, session: str) -> Path:
     """Return the log of a session's supervisor started by the trader flow."""
-    return settings.state_dir / f"trader-{check_session_name(session)}.log"
+    return settings.trader_log_path(check_session_name(session))
 
 
 def _session(settings: Settings, session: str) -> SessionRecord | None:

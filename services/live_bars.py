@@ -28,8 +28,6 @@ from feature_store.state import SessionRecord, StateDB
 from feature_store.store import BarStore, write_atomic
 from pipelines.ingest.normalize import BAR_SCHEMA
 
-#: The folder under ``settings.inbox_dir`` holding one drop folder per live session.
-LIVE_INBOX = "live"
 #: The volume a broker's live feed gives when no stored series says otherwise: ticks counted.
 LIVE_VOLUME = VolumeKind.TICK
 _STATE_COLUMNS = ("ts_ns", "open", "high", "low", "close", "volume", "spread")
@@ -73,7 +71,7 @@ def session_inbox(settings: Settings, session: str) -> Path:
     UsageError
         If the session's name cannot name a folder.
     """
-    return settings.inbox_dir / LIVE_INBOX / check_session_name(session)
+    return settings.live_inbox_dir / check_session_name(session)
 
 
 def kept_bars(db: StateDB, session: str) -> pl.DataFrame:

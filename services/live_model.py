@@ -88,14 +88,18 @@ def model_choice(
     alias: str | None,
     version: int | None,
     params: Path | str = Path("params.yaml"),
+    *,
+    strategy_params: bool = False,
 ) -> ModelChoice | None:
     """Return the registered model ``name`` chooses, or None when a ``strategy`` is traded.
+
+    ``strategy_params`` says whether strategy parameters were given, which a model refuses.
 
     Raises
     ------
     UsageError
-        Unless exactly one of ``strategy`` and ``name`` is given, or when ``alias`` or
-        ``version`` come without ``name``, or together.
+        Unless exactly one of ``strategy`` and ``name`` is given, when ``alias`` or ``version``
+        come without ``name``, or together, or when a model is given strategy parameters.
     """
     if (strategy is None) == (name is None):
         raise UsageError("give --strategy NAME or --name MODEL (a registered model), not both")
@@ -105,6 +109,8 @@ def model_choice(
         return None
     if alias is not None and version is not None:
         raise UsageError("give --alias or --version, not both")
+    if strategy_params:
+        raise UsageError("--param sets strategy parameters: a model trades by its own rule")
     try:
         return ModelChoice(name=name, alias=alias, version=version, params_file=Path(params))
     except ValueError as exc:
@@ -228,20 +234,20 @@ class ModelInputs:
     cross: dict[str, SeriesData]
     cross_frames: dict[str, SeriesFrame]
 
+    def empty_features(self) -> LiveFeatures:
+        """Return fresh live features with no bar seen, cross assets' bars not added."""
+
+        def spec(f: SeriesFrame) -> FeedSpec:
+            return FeedSpec(f.timeframe, f.clock, f.has_spread, f.volume_kind)
+
+        cross = {symbol: spec(f) for symbol, f in self.cross_frames.items()}
+        return LiveFeatures(self.resolved, spec(self.frame), self.clocks, cross)
+
     def live_features(self) -> LiveFeatures:
         """Return fresh live features, cross assets' bars added."""
         from services.runtime import series_batch
 
-        frame = self.frame
-        live = LiveFeatures(
-            self.resolved,
-            FeedSpec(frame.timeframe, frame.clock, frame.has_spread, frame.volume_kind),
-            self.clocks,
-            {
-                symbol: FeedSpec(f.timeframe, f.clock, f.has_spread, f.volume_kind)
-                for symbol, f in self.cross_frames.items()
-            },
-        )
+        live = self.empty_features()
         for symbol, data in self.cross.items():
             live.add_cross(symbol, series_batch(data))
         return live
@@ -303,16 +309,7 @@ def model_inputs(
         for symbol, other in cross.items()
     }
     inputs = ModelInputs(resolved, resolved.definition_hash(), frame, clocks, cross, cross_frames)
-    columns = LiveFeatures(
-        resolved,
-        FeedSpec(frame.timeframe, frame.clock, frame.has_spread, frame.volume_kind),
-        clocks,
-        {
-            s: FeedSpec(f.timeframe, f.clock, f.has_spread, f.volume_kind)
-            for s, f in cross_frames.items()
-        },
-    ).columns
-    check_inputs(release, columns, inputs.feature_set_version)
+    check_inputs(release, inputs.empty_features().columns, inputs.feature_set_version)
     return inputs
 
 
@@ -371,6 +368,7 @@ class RegistryWatcher:
         self.alias = alias
         self.interval = interval
         self._seen = current
+        self._registry = _registry(settings)  # one client for every look
         self._ready: ModelRelease | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -395,7 +393,7 @@ class RegistryWatcher:
         from feature_store.model_registry import REGISTRY_LOCK
 
         with REGISTRY_LOCK:
-            found = _registry(self.settings).alias_version(self.name, self.alias)
+            found = self._registry.alias_version(self.name, self.alias)
             if found is None or int(found) == self._seen:
                 return
             release = load_release(self.settings, self.name, version=int(found))

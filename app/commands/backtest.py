@@ -149,10 +149,8 @@ def backtest(
         fill=fill, direction=direction, sizing=sizing, stop_loss=stop_loss,
         take_profit=take_profit, trailing_stop=trailing_stop,
     )  # fmt: skip
-    model = model_choice(strategy, name, alias, version, params_file)
+    model = model_choice(strategy, name, alias, version, params_file, param)
     values = parse_params(param)
-    if model is not None and values:
-        raise UsageError("--param sets strategy parameters: a model trades by its own rule")
     settings = load_settings()
     data = load_series(settings, symbol, timeframe, side, date_from, date_to)
     what = strategy if model is None else model.name

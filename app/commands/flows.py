@@ -11,6 +11,7 @@ import typer
 from app.options import JsonOpt
 from app.output import emit_all, err, out, print_table
 from core.errors import SolodeskError, UsageError
+from core.times import iso_z
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -148,7 +149,7 @@ def runs(
             "deployment": deployments.get(r.deployment_id, "-") if r.deployment_id else "-",
             "run": r.name,
             "state": r.state.name if r.state else "-",
-            "start": r.start_time.isoformat() if r.start_time else None,
+            "start": iso_z(r.start_time) if r.start_time else None,
             "seconds": round(r.total_run_time.total_seconds(), 1),
         }
         for r in found

@@ -57,7 +57,6 @@ from app.options import (
     speed_value,
 )
 from app.output import Progress, cell, emit, emit_all, err, out, pct, print_table
-from core.errors import UsageError
 
 risk_app = typer.Typer(
     help="The risk engine: an account's standing, reset, halt.", no_args_is_help=True
@@ -130,9 +129,7 @@ def paper(
         reject_probability=reject_prob, touch_probability=touch_prob,
         participation=participation, round_lots=not no_lot_rounding,
     )  # fmt: skip
-    model = model_choice(strategy, name, alias, version, params_file)
-    if model is not None and param:
-        raise UsageError("--param sets strategy parameters: a model trades by its own rule")
+    model_choice(strategy, name, alias, version, params_file, param)  # the selectors, checked
     options = PaperOptions(
         symbol=symbol, timeframe=timeframe, side=side, strategy=strategy or "ml_model",
         params=parse_params(param), feed=feed, start=date_from, end=date_to, seed=seed,
