@@ -554,10 +554,11 @@ def run_paper(
 
 def follow_rule(stream: object, release: ModelRelease) -> None:
     """Make an ``ml_model`` stream trade by ``release``'s rule from its next bar on."""
+    from services.live_model import release_strategy
+
     if not isinstance(stream, MlModelStream):
         raise TypeError(f"a model's session trades through ml_model, not {type(stream).__name__}")
-    stream.upper, stream.lower = float(release.upper), float(release.lower)
-    stream.below = -1.0 if release.allow_short else 0.0
+    stream.trade_by(release_strategy(release))
 
 
 def _reload_teller(

@@ -199,11 +199,15 @@ class MlModelStream:
     def __init__(self, strategy: MlModel) -> None:
         self.name = strategy.name
         self.column = strategy.column
+        self.hold_between = strategy.hold_between
+        self._state = np.zeros(1)
+        self.trade_by(strategy)
+
+    def trade_by(self, strategy: MlModel) -> None:
+        """Take ``strategy``'s thresholds and short rule from the next bar on (state kept)."""
         self.upper = float(strategy.upper)
         self.lower = float(strategy.lower)
         self.below = -1.0 if strategy.allow_short else 0.0
-        self.hold_between = strategy.hold_between
-        self._state = np.zeros(1)
 
     def update(
         self, bars: Mapping[str, np.ndarray], features: Mapping[str, np.ndarray] | None = None
