@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from app.commands import (
     backtest,
+    dashboard,
     data,
     features,
     flows,
@@ -82,6 +83,7 @@ app.add_typer(backtest.runs_app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(notify.app, name="notify")
 app.add_typer(flows.app, name="flows")
+app.add_typer(dashboard.app, name="dashboard")
 app.add_typer(trading.risk_app, name="risk")
 
 

@@ -179,6 +179,24 @@ class SchedulesSettings(BaseModel):
     report_daily: str = "5 17 * * 1-5"
 
 
+class DashboardSettings(BaseModel):
+    """The dashboard (``[dashboard]``): who may use its controls and how fresh its pages are.
+
+    Without ``password_hash`` the dashboard is read-only. The hash is an Argon2 hash that
+    ``solodesk dashboard password`` prints; the password itself is never stored. Reads are cached
+    for ``cache_seconds``; a page refreshes itself every ``refresh_seconds`` (0: never).
+    ``mlflow_ui_url`` is where the research page links to (``make mlflow`` serves it there).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user: str = Field(default="trader", min_length=1)
+    password_hash: SecretStr | None = None
+    cache_seconds: float = Field(default=5.0, gt=0)
+    refresh_seconds: float = Field(default=30.0, ge=0)
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+
+
 class Settings(BaseSettings):
     """Everything configurable about a desk."""
 
@@ -214,6 +232,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     schedules: SchedulesSettings = SchedulesSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -330,6 +349,11 @@ class Settings(BaseSettings):
     def notify_spool_path(self) -> Path:
         """Return where notices that could not be delivered wait for the next start."""
         return self.state_dir / "notify-spool.jsonl"
+
+    @property
+    def notice_log_path(self) -> Path:
+        """Return the alert log: every notice the desk raised, one JSON line each."""
+        return self.state_dir / "notices.jsonl"
 
     @property
     def bench_dir(self) -> Path:

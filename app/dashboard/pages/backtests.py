@@ -1,0 +1,14 @@
+"""The Backtests page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.dashboard import common as ui
+
+
+def render() -> None:
+    st.write("Backtests")
+
+
+ui.page("Backtests", render)

@@ -1,0 +1,14 @@
+"""The Trades page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.dashboard import common as ui
+
+
+def render() -> None:
+    st.write("Trades")
+
+
+ui.page("Trades", render)
