@@ -384,6 +384,14 @@ _SQL_FILL: Final = (
 )
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    con.row_factory = sqlite3.Row
+    con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    con.execute("PRAGMA query_only = ON")
+    return con
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
     try:
@@ -408,6 +416,9 @@ class StateDB:
     ----------
     path
         The database file; its folder is created. Use :meth:`open` for the desk's database.
+    read_only
+        Open an existing database for reading only (:meth:`reader`): nothing is created or
+        migrated, and a write raises.
 
     Raises
     ------
@@ -415,8 +426,11 @@ class StateDB:
         If the file is no SQLite database, was written by a newer layout, or cannot use WAL.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        if read_only:
+            self._open_read_only(path)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = _connect(path)
@@ -436,6 +450,30 @@ class StateDB:
     def open(cls, settings: Settings) -> Self:
         """Return the desk's state database, ``settings.state_db_path``."""
         return cls(settings.state_db_path)
+
+    @classmethod
+    def reader(cls, settings: Settings) -> Self | None:
+        """Return the desk's state database opened read-only, or None when there is none yet.
+
+        A reader never takes a write lock, so it never delays a running loop.
+        """
+        path = settings.state_db_path
+        return cls(path, read_only=True) if path.exists() else None
+
+    def _open_read_only(self, path: Path) -> None:
+        try:
+            self._con = _connect_read_only(path)
+            version = self._con.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            msg = f"state database {path} cannot be read ({exc}); move it aside to start afresh"
+            raise SolodeskError(msg) from None
+        if version > SCHEMA_VERSION:
+            self._con.close()
+            msg = (
+                f"state database {path} has layout {version}, newer than this solodesk's "
+                f"{SCHEMA_VERSION}: upgrade solodesk"
+            )
+            raise SolodeskError(msg)
 
     def _migrate(self) -> None:
         con = self._con
