@@ -6,7 +6,8 @@ decided (``intents``), sent (``orders``) and got (``fills``), its positions, rou
 (``risk_state``, ``risk_events``); the ``controls`` people request (pause, halt, flatten, ...);
 the book of a simulated broker (``broker_orders``, ``broker_fills``, ``broker_state``); each
 running loop's wall-clock ``heartbeats`` and what ``solodesk supervise`` did
-(``supervisor_events``).
+(``supervisor_events``); and the flows people asked the Prefect server to run
+(``flow_requests``, from the dashboard's controls).
 
 It runs in WAL mode with ``synchronous=NORMAL``: one process writes (the loop) while others
 read (the controls commands, the catalog snapshot) without waiting. A :class:`StateDB` is one
@@ -49,7 +50,7 @@ from core.types import Fill, Frozen, Order, Position
 from feature_store.store import write_atomic
 
 #: The layout version written to ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: Seconds a connection waits for another one's write lock before giving up.
 BUSY_TIMEOUT: Final = 10.0
 #: The columns of a round trip, as the backtest's trade table has them.
@@ -187,6 +188,25 @@ class SupervisorEvent(Frozen):
     reason: str = ""
 
 
+class FlowRequest(Frozen):
+    """A person's request to run a flow (a retrain, a backtest) through the Prefect server.
+
+    ``deployment`` is ``<flow>/<purpose>``; ``flow_run`` names the run the server created, or is
+    None when the request was refused, ``outcome`` saying why (no server answering, no such
+    deployment). ``id`` is assigned when the request is stored.
+    """
+
+    id: int | None = None
+    deployment: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    who: str
+    why: str = ""
+    requested: AwareDatetime
+    flow_run: str | None = None
+    flow_run_id: str | None = None
+    outcome: str = ""
+
+
 class FillRecord(Fill):
     """A stored fill: the fill, its session, its size in lots and its execution order."""
 
@@ -289,6 +309,10 @@ _SCHEMA: Final = (
         kind TEXT NOT NULL, pid INTEGER, exit_code INTEGER, restarts INTEGER NOT NULL,
         reason TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS supervisor_events_session ON supervisor_events (session, id)",
+    """CREATE TABLE IF NOT EXISTS flow_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, deployment TEXT NOT NULL, parameters TEXT NOT NULL,
+        who TEXT NOT NULL, why TEXT NOT NULL, requested TEXT NOT NULL, flow_run TEXT,
+        flow_run_id TEXT, outcome TEXT NOT NULL)""",
 )
 _GATE_FIELDS: Final = (
     "at", "name", "version", "decision", "allowed", "overridden", "reason", "missed",
@@ -304,6 +328,7 @@ _INTENT_FIELDS: Final = tuple(IntentRecord.model_fields)
 _RISK_EVENT_FIELDS: Final = tuple(RiskEventRecord.model_fields)
 _CONTROL_FIELDS: Final = tuple(f for f in ControlRequest.model_fields if f != "id")
 _SUPERVISOR_FIELDS: Final = tuple(f for f in SupervisorEvent.model_fields if f != "id")
+_FLOW_REQUEST_FIELDS: Final = tuple(f for f in FlowRequest.model_fields if f != "id")
 _SESSION_UPDATES: Final = frozenset({"status", "paused", "updated", "pid", "last_bar_ts", "bars"})
 
 
@@ -428,6 +453,7 @@ class StateDB:
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self._layout = SCHEMA_VERSION
         if read_only:
             self._open_read_only(path)
             return
@@ -453,17 +479,24 @@ class StateDB:
 
     @classmethod
     def reader(cls, settings: Settings) -> Self | None:
-        """Return the desk's state database opened read-only, or None when there is none yet.
+        """Return the desk's state database opened read-only, or None when there is none yet
+        (no file, or a file whose tables are still being created).
 
         A reader never takes a write lock, so it never delays a running loop.
         """
         path = settings.state_db_path
-        return cls(path, read_only=True) if path.exists() else None
+        if not path.exists():
+            return None
+        reader = cls(path, read_only=True)
+        if reader._layout == 0:
+            reader.close()
+            return None
+        return reader
 
     def _open_read_only(self, path: Path) -> None:
         try:
             self._con = _connect_read_only(path)
-            version = self._con.execute("PRAGMA user_version").fetchone()[0]
+            version = int(self._con.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.DatabaseError as exc:
             msg = f"state database {path} cannot be read ({exc}); move it aside to start afresh"
             raise SolodeskError(msg) from None
@@ -474,6 +507,7 @@ class StateDB:
                 f"{SCHEMA_VERSION}: upgrade solodesk"
             )
             raise SolodeskError(msg)
+        self._layout = version
 
     def _migrate(self) -> None:
         con = self._con
@@ -925,6 +959,28 @@ class StateDB:
             f"SELECT * FROM supervisor_events {where} ORDER BY id", args
         ).fetchall()
         return [SupervisorEvent.model_validate(_times(row, "at")) for row in rows]
+
+    # -- flow requests -------------------------------------------------------------------------
+
+    def record_flow_request(self, request: FlowRequest) -> int:
+        """Store a request to run a flow and commit at once; return its id (its own is ignored)."""
+        cur = self._con.execute(
+            f"INSERT INTO flow_requests ({_columns(_FLOW_REQUEST_FIELDS)}) "
+            f"VALUES ({_marks(len(_FLOW_REQUEST_FIELDS))})",
+            _row(request, _FLOW_REQUEST_FIELDS),
+        )
+        self._con.commit()
+        return int(cur.lastrowid or 0)
+
+    def flow_requests(self) -> list[FlowRequest]:
+        """Return the requests to run flows, oldest first."""
+        rows = self._con.execute("SELECT * FROM flow_requests ORDER BY id").fetchall()
+        return [
+            FlowRequest.model_validate(
+                {**_times(row, "requested"), "parameters": json.loads(row["parameters"])}
+            )
+            for row in rows
+        ]
 
     # -- live bars -----------------------------------------------------------------------------
 

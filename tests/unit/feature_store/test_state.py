@@ -28,6 +28,7 @@ from feature_store.catalog import open_catalog, rebuild_catalog, refresh_state_v
 from feature_store.state import (
     SNAPSHOT_VIEWS,
     ControlRequest,
+    FlowRequest,
     IntentRecord,
     RiskEventRecord,
     SessionRecord,
@@ -863,3 +864,43 @@ def test_catalog_state_appearing_later_rebuilds_views(tmp_path: Path) -> None:
 
     # Assert
     assert sessions == [("s1", "paper")]
+
+
+def test_flow_request_recorded_then_read_back_with_its_parameters(tmp_path: Path) -> None:
+    # Arrange
+    request = FlowRequest(
+        deployment="retrain/weekly", parameters={"trials": 5, "symbol": "EURUSD"}, who="ann",
+        why="new data", requested=datetime(2026, 1, 5, 12, 0, tzinfo=UTC), flow_run="bold-fox",
+        flow_run_id="0d5c", outcome="Scheduled",
+    )  # fmt: skip
+
+    # Act
+    with StateDB(tmp_path / "runtime.db") as db:
+        ident = db.record_flow_request(request)
+        stored = db.flow_requests()
+
+    # Assert
+    assert [r.model_dump() for r in stored] == [{**request.model_dump(), "id": ident}]
+
+
+def test_state_db_reader_reads_without_writing_and_is_none_without_a_database(
+    tmp_path: Path,
+) -> None:
+    # Arrange
+    settings = Settings(home=tmp_path / "home")
+    absent = StateDB.reader(settings)
+    with StateDB.open(settings) as db:
+        db.beat("s", 7, datetime(2026, 1, 5, tzinfo=UTC), 3)
+        db.commit()
+
+    # Act
+    reader = StateDB.reader(settings)
+    assert reader is not None
+    with reader:
+        beat = reader.heartbeat("s")
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.beat("s", 8, datetime(2026, 1, 6, tzinfo=UTC), 4)
+
+    # Assert
+    assert absent is None
+    assert beat is not None and beat.pid == 7

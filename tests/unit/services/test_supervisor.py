@@ -300,7 +300,7 @@ def test_state_db_of_layout_1_gains_heartbeat_tables_on_open(tmp_path: Path) -> 
     # Assert
     assert beat is not None and events == []
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     con.close()
 
 
