@@ -93,9 +93,24 @@ fmt: install ## Format the code and apply ruff's automatic fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The dashboard's browser tests drive Debian's chromium through its chromedriver: installed here
+# from the distribution's packages when missing (never a browser a test tool downloads).
+.PHONY: browser
+browser: ## Install Debian's chromium and chromium-driver for the browser tests, when missing
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	else \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian's chromium and chromium-driver for the dashboard's browser tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
+	    || { $$sudo apt-get update >/dev/null && \
+	         $$sudo apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; } \
+	    || echo "could not install chromium: the browser tests will skip (or fail where required)"; \
+	fi
+
 .PHONY: test
 # One worker per core; a test file's tests share a worker, so module fixtures run once.
-test: lint ## Lint, then run the whole test suite (what CI runs)
+test: lint browser ## Lint, then run the whole test suite (what CI runs)
 	$(BIN)/pytest -n auto --dist loadfile
 
 .PHONY: test-fast
@@ -135,6 +150,9 @@ demo: install ## Sample: the research pipeline as Prefect flows, sweep, backtest
 	    --session demo; status=$$?; sleep 1; kill $$listener 2>/dev/null; exit $$status
 	$(BIN)/solodesk risk status --session demo
 	$(BIN)/solodesk data sql "select session, count(*) as fills, round(sum(fees), 2) as fees, min(ts) as first, max(ts) as last from live_fills group by session order by session"
+	@echo
+	@echo "The desk in a browser (equity, trades, models, data quality, flow runs and the controls):"
+	@echo "  SOLODESK_HOME=$(SOLODESK_HOME) $(BIN)/solodesk dashboard --port $(DASHBOARD_PORT)   (or: make dashboard), then open http://127.0.0.1:$(DASHBOARD_PORT)"
 
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
@@ -162,6 +180,11 @@ demo-flows: install
 prefect: install ## Serve the Prefect UI and every deployment on http://127.0.0.1:$(PREFECT_PORT)
 	$(BIN)/solodesk serve --port $(PREFECT_PORT)
 NOTIFY_PORT ?= 8787
+DASHBOARD_PORT ?= 8501
+
+.PHONY: dashboard
+dashboard: install ## Serve the dashboard on http://127.0.0.1:$(DASHBOARD_PORT)
+	$(BIN)/solodesk dashboard --port $(DASHBOARD_PORT)
 
 .PHONY: mlflow
 mlflow: install ## Open the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (runs and model registry)
