@@ -97,3 +97,21 @@ class CostModel(BaseModel):
         (ints) or each bar's (int64 arrays)."""
         offset = self.rollover_hour * HOUR_NS
         return (end_ns - offset - 1) // DAY_NS - (start_ns - offset - 1) // DAY_NS
+
+
+def protective_levels(
+    direction: float,
+    price: float,
+    stop_loss_pips: float | None,
+    take_profit_pips: float | None,
+    pip_size: float,
+) -> tuple[float | None, float | None]:
+    """Return the stop-loss and take-profit prices of a position opened at ``price``.
+
+    ``direction`` is +1 for a long position and -1 for a short one; each level is measured in
+    pips from ``price`` against (stop) or with (take) the position. A level not asked for, or at
+    or below 0, is None.
+    """
+    stop = None if stop_loss_pips is None else price - direction * stop_loss_pips * pip_size
+    take = None if take_profit_pips is None else price + direction * take_profit_pips * pip_size
+    return (stop if stop and stop > 0 else None), (take if take and take > 0 else None)

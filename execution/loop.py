@@ -67,7 +67,7 @@ from core.ids import client_order_id
 from core.ports import BarBatch, Broker, MarketFeed, Notice, NoticeKind, Notifier
 from core.times import iso_z_ns, ns_from_utc, utc_from_ns, utc_now
 from core.types import Fill, Order, OrderSide, OrderStatus, OrderType, Position
-from execution.costs import CostModel
+from execution.costs import CostModel, protective_levels
 from execution.journal import Journal
 from execution.risk import OrderCheck, RiskEngine, RiskEvent, RiskMode, increases_exposure
 from execution.sizing import Sizer
@@ -860,6 +860,9 @@ class Runtime:
             for fill in new:
                 lots = fill.units / self.costs.contract_size
                 self.db.record_fill(self.config.session, fill, lots)
+                now = self.broker.order_status(fill.client_order_id)
+                if now is not None:  # the order as it stands after the fill
+                    self.db.upsert_order(self.config.session, now)
                 self._apply(fill, b, i, balance)
                 ns = ns_from_utc(fill.ts)
                 if ns == cp.last_fill_ns:
@@ -933,13 +936,9 @@ class Runtime:
         """Return the stop loss and take profit of a position opened at ``price``."""
         cfg = self.config
         side = 1.0 if units > 0 else -1.0
-        pip = self.costs.pip_size
-        stop = take = None
-        if cfg.stop_loss_pips is not None:
-            stop = price - side * cfg.stop_loss_pips * pip
-        if cfg.take_profit_pips is not None:
-            take = price + side * cfg.take_profit_pips * pip
-        return (stop if stop and stop > 0 else None), (take if take and take > 0 else None)
+        return protective_levels(
+            side, price, cfg.stop_loss_pips, cfg.take_profit_pips, self.costs.pip_size
+        )
 
     def _set_protection(self, fill: Fill) -> None:
         """Put the stop loss and take profit at the broker, measured from the entry fill."""
@@ -947,10 +946,8 @@ class Runtime:
         if cfg.stop_loss_pips is None and cfg.take_profit_pips is None:
             return
         side = 1.0 if fill.side is OrderSide.BUY else -1.0
-        pip = self.costs.pip_size
-        stop = None if cfg.stop_loss_pips is None else fill.price - side * cfg.stop_loss_pips * pip
-        take = (
-            None if cfg.take_profit_pips is None else fill.price + side * cfg.take_profit_pips * pip
+        stop, take = protective_levels(
+            side, fill.price, cfg.stop_loss_pips, cfg.take_profit_pips, self.costs.pip_size
         )
         self.broker.modify(fill.client_order_id, stop_loss=stop, take_profit=take)
 

@@ -329,7 +329,8 @@ def build_runtime(
     )  # fmt: skip
 
 
-def _risk_engine(db: StateDB, limits: Any, account: str) -> RiskEngine:
+def risk_engine(db: StateDB, limits: Any, account: str) -> RiskEngine:
+    """Return an account's risk engine from its saved state (a fresh one when none is saved)."""
     saved = db.load_risk(account)
     if saved is None:
         return RiskEngine.fresh(limits, account)
@@ -495,7 +496,7 @@ def run_paper(
         runtime = build_runtime(
             db=db, session=name, account=record.account, mode="paper", inputs=inputs,
             config=config, simulator=options.simulator,
-            risk=_risk_engine(db, limits, record.account), notifier=notifier,
+            risk=risk_engine(db, limits, record.account), notifier=notifier,
             clock=SimClock(speed), seed=options.seed,
             heartbeat_seconds=settings.supervisor.heartbeat_seconds,
         )  # fmt: skip
@@ -691,12 +692,15 @@ def session_positions(settings: Settings, session: str | None = None) -> list[di
 
 
 def risk_status(settings: Settings, session: str | None = None) -> RiskStatus:
-    """Return the risk standing of a session's account (the latest session by default)."""
-    with _db(settings) as db:
-        record = _session(db, session)
+    """Return the risk standing of a session's account (the latest session by default), read
+    without taking the state database's write lock."""
+    reader = StateDB.reader(settings)
+    if reader is None:
+        raise UsageError("no trading sessions yet: start one with solodesk paper")
+    with reader:
+        record = _session(reader, session)
         limits = parse_risk_overrides(settings.risk, tuple(record.options.get("risk", ())))
-        engine = _risk_engine(db, limits, record.account)
-        return engine.status(paused=record.paused)
+        return risk_engine(reader, limits, record.account).status(paused=record.paused)
 
 
 def request_control(
@@ -740,7 +744,7 @@ def _apply_at_rest(
     """Apply a control to a session that is not running; return what was done."""
     if action in ("reset", "halt"):
         limits = parse_risk_overrides(settings.risk, tuple(record.options.get("risk", ())))
-        engine = _risk_engine(db, limits, record.account)
+        engine = risk_engine(db, limits, record.account)
         if action == "reset":
             events = engine.reset(now, why or "reset by control")
         else:

@@ -174,20 +174,33 @@ def tearsheet_figures(
         if array is not None and len(array) != len(values):
             msg = f"{name} has {len(array)} values but equity has {len(values)}: give one per bar"
             raise ValueError(msg)
-    closed = _closed_trades(trades)
+    closed = closed_trades(trades)
     return {
-        "equity": _equity_figure(times, values, initial_cash, benchmark),
-        "drawdown": _drawdown_figure(times, values, initial_cash, metrics),
+        "equity": equity_figure(times, values, initial_cash, benchmark),
+        "drawdown": drawdown_figure(times, values, initial_cash, metrics),
         "monthly": _monthly_figure(times, values, initial_cash),
-        "trade_pnl": _pnl_figure(closed),
+        "trade_pnl": pnl_figure(closed),
         "trade_scatter": _scatter_figure(closed),
         "exposure": _exposure_figure(times, held, metrics),
     }
 
 
-def _equity_figure(
+def equity_figure(
     times: np.ndarray, values: np.ndarray, initial_cash: float, benchmark: np.ndarray | None
 ) -> go.Figure:
+    """Return the equity curve chart, thinned by :func:`downsample_minmax`.
+
+    Parameters
+    ----------
+    times
+        Chart times of the points (:func:`pipelines.report_kit.chart_times`).
+    values
+        Account value at each point, in account currency.
+    initial_cash
+        Account value before the first point, drawn as a horizontal line.
+    benchmark
+        Optional buy-and-hold account value at each point, drawn beside the equity.
+    """
     figure = go.Figure()
     x, y = downsample_minmax(times, values)
     figure.add_trace(
@@ -227,9 +240,11 @@ def underwater_figure(
     return figure, under
 
 
-def _drawdown_figure(
+def drawdown_figure(
     times: np.ndarray, values: np.ndarray, initial_cash: float, metrics: Metrics
 ) -> go.Figure:
+    """Return the underwater chart (drawdown from the high-water mark, in %) titled with the
+    largest drawdown and the longest one that ``metrics`` measured on the same curve."""
     figure, _ = underwater_figure(times, values, initial_cash)
     figure.update_layout(
         title_text=(
@@ -278,7 +293,8 @@ def _monthly_figure(times: np.ndarray, values: np.ndarray, initial_cash: float) 
     return figure
 
 
-def _closed_trades(trades: pl.DataFrame) -> pl.DataFrame:
+def closed_trades(trades: pl.DataFrame) -> pl.DataFrame:
+    """Return the trades that are closed (``exit_reason`` not ``"open"``) and have a ``pnl``."""
     if trades.height == 0 or "pnl" not in trades.columns:
         return trades.clear()
     closed = trades
@@ -287,7 +303,12 @@ def _closed_trades(trades: pl.DataFrame) -> pl.DataFrame:
     return closed.filter(pl.col("pnl").is_not_null())
 
 
-def _pnl_figure(closed: pl.DataFrame) -> go.Figure:
+def pnl_figure(closed: pl.DataFrame) -> go.Figure:
+    """Return the histogram of closed trades' profit and loss, winners and losers apart.
+
+    ``closed`` holds one row per closed trade with its ``pnl`` (:func:`closed_trades`); with
+    none the chart says so.
+    """
     figure = go.Figure()
     pnl = closed["pnl"].cast(pl.Float64).to_numpy() if closed.height else np.empty(0)
     if pnl.size:
