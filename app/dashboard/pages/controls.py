@@ -62,7 +62,8 @@ def _session_controls(view: views.ControlsView, who: str | None) -> None:
         )
         return
     names = [s.session for s in view.sessions]
-    session = st.selectbox("Session", names, key="control_session")
+    running = [s.session for s in view.sessions if s.status == "running"]
+    session = ui.pick("Session", names, "control_session", running[0] if running else None)
     record = next(s for s in view.sessions if s.session == session)
     state = "paused" if record.paused else "trading"
     st.caption(f"{record.kind} session, {record.status}, {state}; account {record.account}")

@@ -4,8 +4,6 @@ is alive."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from app.dashboard import common as ui
@@ -22,12 +20,7 @@ def _pick_session(records: views.Sessions, key: str) -> str:
     """Show a session selector (newest first) opening on the latest running session, else the
     latest; return the session chosen."""
     names = [r.session for r in reversed(records)]
-    if st.session_state.get(key) not in names:
-        st.session_state.pop(key, None)
-    default = views.default_session(records)
-    index = names.index(default) if default in names and key not in st.session_state else None
-    options: dict[str, Any] = {} if index is None else {"index": index}
-    return str(st.selectbox("Session", names, key=key, **options))
+    return ui.pick("Session", names, key, views.default_session(records))
 
 
 def _unmarked(view: views.DeskView) -> str:

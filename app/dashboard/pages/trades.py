@@ -5,7 +5,6 @@ the distribution of the trades' P&L."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -24,13 +23,7 @@ DATES_OF = "trades_dates_session"
 
 def _pick_session(records: desk.Sessions) -> str | None:
     names = [ALL_SESSIONS, *(r.session for r in reversed(records))]
-    key = "trades_session"
-    if st.session_state.get(key) not in names:
-        st.session_state.pop(key, None)
-    default = desk.default_session(records)
-    index = names.index(default) if default in names and key not in st.session_state else None
-    options: dict[str, Any] = {} if index is None else {"index": index}
-    choice = str(st.selectbox("Session", names, key=key, **options))
+    choice = ui.pick("Session", names, "trades_session", desk.default_session(records))
     return None if choice == ALL_SESSIONS else choice
 
 
@@ -84,9 +77,7 @@ def _chart(kept: pl.DataFrame) -> None:
     if kept.height > MAX_PICK:
         st.caption(f"The latest {MAX_PICK:,} of {kept.height:,} trades: filter to reach others.")
     names = list(labels)
-    if st.session_state.get("trade_pick") not in names:
-        st.session_state.pop("trade_pick", None)
-    picked = str(st.selectbox("Trade", names, key="trade_pick"))
+    picked = ui.pick("Trade", names, "trade_pick")
     session, n = labels[picked]
     chart = ui.read(views.trade_chart, session, n)
     if chart.figure is None:
