@@ -753,13 +753,27 @@ class ModelRegistry:
         UsageError
             If there is no such run.
         """
+        return dict(self._run(run_id).data.params)
+
+    @_locked
+    def run_experiment(self, run_id: str) -> str:
+        """Return the id of the experiment the MLflow run ``run_id`` belongs to.
+
+        Raises
+        ------
+        UsageError
+            If there is no such run.
+        """
+        return str(self._run(run_id).info.experiment_id)
+
+    def _run(self, run_id: str) -> Any:
+        """Return the MLflow run ``run_id`` (the caller holds the lock)."""
         try:
-            run = self.client.get_run(run_id)
+            return self.client.get_run(run_id)
         except MlflowException as exc:
             if _not_found(exc):
                 raise UsageError(f"no MLflow run {run_id} in {self.uri}") from None
             raise
-        return dict(run.data.params)
 
 
 def _check_name(name: str) -> None:

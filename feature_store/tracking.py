@@ -48,6 +48,11 @@ ARTIFACTS_DIR = "artifacts"
 _T = TypeVar("_T")
 
 
+def run_page(experiment_id: str, run_id: str) -> str:
+    """Return a run's page in the MLflow UI, relative to the UI's address."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def is_server_uri(uri: str) -> bool:
     """Return whether ``uri`` names a tracking server rather than a database."""
     return uri.startswith(("http://", "https://"))
@@ -237,7 +242,7 @@ class MlflowTracker:
         A full URL for a tracking server; for a database store the part after the UI's address
         (``make mlflow`` serves it at ``http://127.0.0.1:5000/``).
         """
-        page = f"#/experiments/{self._experiment_id}/runs/{run_id}"
+        page = run_page(self._experiment_id, run_id)
         if is_server_uri(self._uri):
             return f"{self._uri.rstrip('/')}/{page}"
         return page

@@ -82,6 +82,9 @@ from services.features import load_feature_set
 EXPERIMENT = "walkforward"
 TRAIN_EXPERIMENT = "train"
 
+#: The walk-forward's feature importance, logged to its MLflow run as this artifact.
+IMPORTANCE_ARTIFACT = "feature_importance.json"
+
 
 class AuditFailedError(SolodeskError):
     """The leakage audit found an edge where none can exist; ``outcome`` is the stored run."""
@@ -563,7 +566,7 @@ def record_tracking(
         "plots/equity_drawdown.html",
     )
     tracker.log_text(parent, importance_figure_html(result.importance), "plots/importance.html")
-    tracker.log_text(parent, json.dumps(result.importance, indent=2), "feature_importance.json")
+    tracker.log_text(parent, json.dumps(result.importance, indent=2), IMPORTANCE_ARTIFACT)
 
 
 def _example(data: ResearchData) -> pl.DataFrame:

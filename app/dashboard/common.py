@@ -125,13 +125,23 @@ def _guarded(render: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
-def pick(label: str, names: Sequence[str], key: str, default: str | None = None) -> str:
-    """Show a selectbox of ``names`` opening on ``default`` (else the first); a remembered
-    choice that is no longer offered is forgotten. Return the name chosen."""
+def pick(
+    label: str,
+    names: Sequence[str],
+    key: str,
+    default: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Show a selectbox of ``names`` (each shown as its entry in ``labels``, else itself)
+    opening on ``default`` (else the first); a remembered choice that is no longer offered is
+    forgotten. Return the name chosen."""
     if st.session_state.get(key) not in names:
         st.session_state.pop(key, None)
     index = names.index(default) if default in names and key not in st.session_state else None
     options: dict[str, Any] = {} if index is None else {"index": index}
+    if labels is not None:
+        shown = dict(labels)
+        options["format_func"] = lambda name: shown.get(name, name)
     return str(st.selectbox(label, names, key=key, **options))
 
 

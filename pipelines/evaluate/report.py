@@ -145,7 +145,7 @@ def walkforward_figures(
         "fold_sharpe": _fold_sharpe_figure(summary),
     }
     if importance:
-        figures["importance"] = _importance_figure(importance)
+        figures["importance"] = importance_figure(importance)
     if _is_cpcv(summary) and summary.get("paths") is not None:
         figures["paths"] = _paths_figure(summary["paths"])
     return figures
@@ -213,7 +213,7 @@ def importance_figure_html(
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    figures = {"importance": _importance_figure(importance, top)} if importance else {}
+    figures = {"importance": importance_figure(importance, top)} if importance else {}
     return page(title, [("Feature importance", _importance_block(figures))], subtitle=subtitle)
 
 
@@ -730,7 +730,23 @@ def _paths_figure(paths: object) -> go.Figure:
     return _closest(chart_layout(figure, y_title="paths", x_title="Sharpe ratio (annualized)"))
 
 
-def _importance_figure(importance: Mapping[str, float], top: int = TOP_FEATURES) -> go.Figure:
+def importance_figure(importance: Mapping[str, float], top: int = TOP_FEATURES) -> go.Figure:
+    """Return the bar chart of the ``top`` largest feature importances, largest at the top.
+
+    Parameters
+    ----------
+    importance
+        Feature name to normalized importance; values that are not finite numbers sort last.
+    top
+        Most features drawn.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The chart the report's "Feature importance" section and
+        :func:`importance_figure_html` show.
+    """
+
     def key(item: tuple[str, float]) -> float:
         value = _real(item[1])
         return -math.inf if value is None else value

@@ -616,6 +616,17 @@ def test_run_params_returns_the_run_params_and_unknown_run_raises(desk: Desk) ->
         desk.registry.run_params("f" * 32)
 
 
+def test_run_experiment_names_the_runs_experiment_and_unknown_run_raises(desk: Desk) -> None:
+    info = _register(desk, "with-experiment", {"dsr": 0.1})
+    expected = desk.registry.client.get_run(info.run_id).info.experiment_id
+
+    experiment = desk.registry.run_experiment(info.run_id)
+
+    assert experiment == str(expected) and experiment != ""
+    with pytest.raises(UsageError, match=r"no MLflow run f{32}"):
+        desk.registry.run_experiment("f" * 32)
+
+
 def test_set_version_tags_replaces_and_adds(desk: Desk) -> None:
     _register(desk, "tagged", {"dsr": 0.1})
 
