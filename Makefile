@@ -194,7 +194,7 @@ mlflow: install ## Open the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (runs a
 	    --default-artifact-root 'file://$(abspath $(SOLODESK_HOME))/mlflow/artifacts'
 
 .PHONY: bench
-bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward, event loop, decision latency; shared data needed)
+bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward, event loop, decision latency, dashboard page loads; shared data needed)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/features.py
@@ -202,6 +202,7 @@ bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk
 	$(BIN)/python bench/walkforward.py
 	$(BIN)/python bench/event_loop.py
 	$(BIN)/python bench/decision_latency.py
+	$(BIN)/python bench/dashboard.py
 
 .PHONY: dvc-repro
 dvc-repro: install ## Reproduce the DVC pipeline (ingest, features, train, walkforward; params.yaml)

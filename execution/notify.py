@@ -28,10 +28,21 @@ records of the ``apprise``, ``urllib3`` and ``requests`` loggers and of this mod
 error raised here and in every spooled line. The spool holds notices only (JSON Lines, no URL).
 
 With no URL configured, :class:`LogNotifier` logs each notice at INFO and sends nothing.
+
+The alert log: :class:`LoggedNotifier` wraps either notifier and appends every notice it is
+given to a :class:`NoticeLog` (JSON Lines, one record a notice: when, kind, title, body,
+session, the kind's mode and what became of it, :class:`NoticeOutcome`), secrets masked as in
+the spool. An Apprise notifier reports each notice's fate (delivered, spooled, dropped, a
+repeat) as it is known, and the log appends the record again with it; the last record of a
+notice is the one that counts (:func:`read_notice_log`). Appending never raises: an I/O error
+is logged. The file rotates past :data:`NOTICE_LOG_MAX_BYTES` (the previous one is kept as
+``<name>.1``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
 import logging
 import os
@@ -39,15 +50,17 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from core.errors import SolodeskError, UsageError
-from core.ports import Notice, NoticeKind
+from core.ports import Notice, NoticeKind, Notifier
 from core.processes import process_running
 from core.times import iso_z, jsonable, parse_utc, utc_now
 
@@ -91,6 +104,24 @@ class NoticeMode(StrEnum):
     ON = "on"
     OFF = "off"
     SILENT = "silent"
+
+
+class NoticeOutcome(StrEnum):
+    """What became of a notice, as the alert log records it.
+
+    ``logged``: no URL is configured, the notice went to the process log only; ``queued``: handed
+    to the sending thread; ``delivered``: every target has it; ``spooled``: not delivered, kept
+    for the next start; ``dropped``: not delivered and no spool to keep it; ``repeat``: the same
+    kind and key was sent within ``dedupe_seconds``; ``off``: its kind is off, nothing is sent.
+    """
+
+    LOGGED = "logged"
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    SPOOLED = "spooled"
+    DROPPED = "dropped"
+    REPEAT = "repeat"
+    OFF = "off"
 
 
 def notice_modes(settings: NotifySettings) -> dict[NoticeKind, NoticeMode]:
@@ -462,6 +493,189 @@ def _claim_spool(spool: Path) -> list[Path]:
     return claims
 
 
+# -- the alert log ---------------------------------------------------------------------------
+
+#: The alert log's size past which it rotates (the previous file is kept as ``<name>.1``).
+NOTICE_LOG_MAX_BYTES = 5 * 1024 * 1024
+_LOG_SEQUENCE = itertools.count(1)
+
+
+class NoticeLogEntry(BaseModel):
+    """One notice in the alert log.
+
+    ``id`` names the notice in the log (its later records carry the same id); ``at`` is when
+    it was raised (wall clock, ISO-8601 UTC with Z) and ``ts`` the notice's own time (the
+    loop's clock, simulated in a replay); ``mode`` is its kind's mode (on, silent, off) and
+    ``outcome`` what became of it (:class:`NoticeOutcome`), known at ``updated``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    at: str
+    ts: str | None = None
+    kind: str
+    title: str = ""
+    body: str = ""
+    session: str = ""
+    fields: dict[str, object] = Field(default_factory=dict)
+    mode: str
+    outcome: str
+    updated: str
+
+
+def _new_entry() -> tuple[str, str]:
+    """Return a new alert-log id (unique across processes) and the time it is raised."""
+    now = utc_now()
+    return f"{iso_z(now, 'microseconds')}-{os.getpid()}-{next(_LOG_SEQUENCE)}", iso_z(now)
+
+
+def rotated_path(path: Path) -> Path:
+    """Return where the alert log at ``path`` keeps its previous file, ``<name>.1``."""
+    return path.with_name(f"{path.name}.1")
+
+
+class NoticeLog:
+    """The alert log: every notice raised, one JSON line each (:class:`NoticeLogEntry`).
+
+    Several processes append to the same file (the loop, the supervisor, flows): each line is
+    written whole under an exclusive lock of the file, and the file rotates to ``<name>.1``
+    once a line would take it past ``max_bytes``. Writing never raises: an error is logged.
+
+    Parameters
+    ----------
+    path
+        The log file (``Settings.notice_log_path``); its folder is created on the first line.
+    modes
+        The mode of each kind of notice (:func:`notice_modes`).
+    max_bytes
+        The size past which the file rotates.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        modes: Mapping[NoticeKind, NoticeMode],
+        *,
+        max_bytes: int = NOTICE_LOG_MAX_BYTES,
+    ) -> None:
+        self.path = path
+        self._modes = dict(modes)
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        # Notices whose outcome is still to come: id(notice) -> (notice, log id, raised at).
+        # Holding the notice keeps it alive, so its id() is not reused until it is told.
+        self._pending: dict[int, tuple[Notice, str, str]] = {}
+
+    def mode(self, kind: NoticeKind) -> NoticeMode:
+        """Return the mode of a kind of notice."""
+        return self._modes.get(kind, NoticeMode.ON)
+
+    def raised(self, notice: Notice, outcome: NoticeOutcome) -> None:
+        """Append a notice just raised; a ``queued`` one awaits :meth:`settled`."""
+        try:
+            ident, at = _new_entry()
+            if outcome is NoticeOutcome.QUEUED:
+                with self._lock:
+                    self._pending[id(notice)] = (notice, ident, at)
+            self._append(self._line(notice, ident, at, outcome))
+        except Exception:  # never into the loop: the log is a record, not a control
+            logger.exception("could not record notice %s in the alert log", notice.kind.value)
+
+    def settled(self, notice: Notice, outcome: NoticeOutcome) -> None:
+        """Append what became of a notice (one it never saw, resent from the spool by a later
+        start, is recorded as new)."""
+        try:
+            with self._lock:
+                known = self._pending.pop(id(notice), None)
+            ident, at = _new_entry() if known is None else known[1:]
+            self._append(self._line(notice, ident, at, outcome))
+        except Exception:
+            logger.exception("could not record notice %s in the alert log", notice.kind.value)
+
+    def _line(self, notice: Notice, ident: str, at: str, outcome: NoticeOutcome) -> str:
+        record = {
+            "id": ident,
+            "at": at,
+            "ts": None if notice.ts is None else iso_z(notice.ts),
+            "kind": notice.kind.value,
+            "title": notice.title,
+            "body": notice.body,
+            "session": notice.session,
+            "fields": dict(notice.fields),
+            "mode": self.mode(notice.kind).value,
+            "outcome": outcome.value,
+            "updated": iso_z(utc_now()),
+        }
+        return _REDACTOR.redact(json.dumps(record, default=_json_value, ensure_ascii=False))
+
+    def _append(self, line: str) -> None:
+        data = f"{line}\n".encode()
+        try:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                for _ in range(3):  # again after a rotation, by this process or another
+                    if self._append_once(data):
+                        return
+                logger.error("could not append to the alert log %s: it keeps moving", self.path)
+        except OSError as exc:
+            logger.error("could not append to the alert log %s: %s", self.path, exc)
+
+    def _append_once(self, data: bytes) -> bool:
+        with self.path.open("ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            mine = os.fstat(handle.fileno())
+            try:
+                named = os.stat(self.path)
+            except FileNotFoundError:
+                return False
+            if (named.st_dev, named.st_ino) != (mine.st_dev, mine.st_ino):
+                return False  # rotated between opening and locking: open the new file
+            if mine.st_size and mine.st_size + len(data) > self._max_bytes:
+                os.replace(self.path, rotated_path(self.path))
+                return False
+            handle.write(data)
+            handle.flush()
+            return True
+
+
+def _log_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def read_notice_log(
+    path: Path, limit: int = 200, kinds: Collection[str] | None = None
+) -> list[NoticeLogEntry]:
+    """Return the latest ``limit`` notices of the alert log at ``path``, newest first.
+
+    Each notice is its last record (its latest outcome); ``kinds``, when given, keeps only
+    those kinds. The rotated file is read too when the current one holds fewer. A line that is
+    not a record is skipped.
+    """
+    wanted = None if kinds is None else set(kinds)
+    found: dict[str, NoticeLogEntry] = {}
+    for source in (path, rotated_path(path)):
+        for number, line in reversed(list(enumerate(_log_lines(source), start=1))):
+            if not line.strip():
+                continue
+            try:
+                entry = NoticeLogEntry.model_validate_json(line)
+            except ValueError as exc:
+                logger.warning("%s:%d: not an alert log record, skipped (%s)", source, number, exc)
+                continue
+            if entry.id in found or (wanted is not None and entry.kind not in wanted):
+                continue
+            found[entry.id] = entry
+            if len(found) >= limit:
+                break
+        if len(found) >= limit:
+            break
+    return sorted(found.values(), key=lambda e: (e.at, e.id), reverse=True)
+
+
 # -- the notifiers ---------------------------------------------------------------------------
 
 
@@ -489,6 +703,10 @@ class AppriseNotifier:
         The rate limit's rolling window in seconds (``per_minute`` per ``window``).
     backoff, max_backoff
         The first wait before a retry, doubled at each retry up to ``max_backoff`` seconds.
+    on_outcome
+        Told what became of each notice once it is known: delivered, spooled, dropped (no
+        spool) or a repeat not sent (:class:`NoticeOutcome`); from the sending thread for the
+        first three. It must not block; what it raises is logged.
 
     Raises
     ------
@@ -504,6 +722,7 @@ class AppriseNotifier:
         window: float = 60.0,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
+        on_outcome: Callable[[Notice, NoticeOutcome], None] | None = None,
     ) -> None:
         if window <= 0 or backoff < 0 or max_backoff < backoff:
             msg = (
@@ -520,6 +739,7 @@ class AppriseNotifier:
         self._timeout = settings.timeout
         self._backoff, self._max_backoff = backoff, max_backoff
         self._spool = spool
+        self._on_outcome = on_outcome
         # Everything below is guarded by the condition's lock; the worker owns _sent_at.
         self._cond = threading.Condition()
         self._queue: deque[_Outgoing] = deque()
@@ -570,13 +790,23 @@ class AppriseNotifier:
             notice = replace(notice, ts=utc_now())
         item = _Outgoing(notice, mode is NoticeMode.SILENT)
         with self._cond:
-            if notice.key and self._dedupe > 0 and self._repeats(notice):
-                return
-            if not self._closed:
+            repeat = bool(notice.key) and self._dedupe > 0 and self._repeats(notice)
+            if not repeat and not self._closed:
                 self._queue.append(item)
                 self._cond.notify()
                 return
+        if repeat:
+            self._tell(notice, NoticeOutcome.REPEAT)
+            return
         self._keep([item], "the notifier was closed")
+
+    def _tell(self, notice: Notice, outcome: NoticeOutcome) -> None:
+        if self._on_outcome is None:
+            return
+        try:
+            self._on_outcome(notice, outcome)
+        except Exception:  # the sending thread and the loop go on whatever the observer does
+            logger.exception("reporting the outcome of notice %s", notice.kind.value)
 
     def _repeats(self, notice: Notice) -> bool:
         now = time.monotonic()
@@ -713,7 +943,9 @@ class AppriseNotifier:
                 return  # close() has taken over (and spooled) this notice
             if self._current is item:
                 self._current = None
-        if not delivered:
+        if delivered:
+            self._tell(item.notice, NoticeOutcome.DELIVERED)
+        else:
             self._keep([item], why)
         if item.from_spool:
             with self._cond:
@@ -731,11 +963,15 @@ class AppriseNotifier:
                 "notice %s %r could not be delivered: %s; %s",
                 notice.kind.value, notice.title, why, where,
             )  # fmt: skip
+        outcome = NoticeOutcome.DROPPED
         if self._spool is not None:
             try:
                 _append_to_spool(self._spool, [i.notice for i in items])
+                outcome = NoticeOutcome.SPOOLED
             except OSError as exc:
                 logger.error("could not write the notification spool %s: %s", self._spool, exc)
+        for item in items:
+            self._tell(item.notice, outcome)
 
     def _release_claims(self) -> None:
         with self._cond:
@@ -769,6 +1005,44 @@ class LogNotifier:
 
     def close(self, timeout: float = 10.0) -> None:
         """Nothing to deliver."""
+
+
+class LoggedNotifier:
+    """A :class:`core.ports.Notifier` that records every notice in the alert log, then hands it
+    to the notifier it wraps.
+
+    Parameters
+    ----------
+    inner
+        The notifier that sends (or logs) the notices.
+    log
+        The alert log; an :class:`AppriseNotifier` wrapped reports outcomes to
+        :meth:`NoticeLog.settled` (its ``on_outcome``).
+    outcome
+        What the inner notifier does with a notice: ``queued`` (it sends from a thread and
+        reports the outcome later) or ``logged`` (it only logs). A kind set to ``off`` is
+        recorded as ``off`` either way.
+    """
+
+    def __init__(
+        self, inner: Notifier, log: NoticeLog, outcome: NoticeOutcome = NoticeOutcome.QUEUED
+    ) -> None:
+        self.inner = inner
+        self.log = log
+        self._outcome = outcome
+
+    def notify(self, notice: Notice) -> None:
+        """Record the notice (stamped with the current UTC time when it has none), then pass
+        it on; never block, never raise for the log."""
+        if notice.ts is None:
+            notice = replace(notice, ts=utc_now())
+        off = self.log.mode(notice.kind) is NoticeMode.OFF
+        self.log.raised(notice, NoticeOutcome.OFF if off else self._outcome)
+        self.inner.notify(notice)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the inner notifier (what it spools on closing is recorded as spooled)."""
+        self.inner.close(timeout)
 
 
 class NoticeListener:

@@ -934,6 +934,8 @@ class StateDB:
 
     def heartbeat(self, session: str) -> Heartbeat | None:
         """Return a session's last committed heartbeat, or None before its first."""
+        if self._layout < 2:  # an older database read as it is: the table came with layout 2
+            return None
         row = self._con.execute(
             "SELECT session, pid, at, bars FROM heartbeats WHERE session = ?", [session]
         ).fetchone()
@@ -954,6 +956,8 @@ class StateDB:
 
     def supervisor_events(self, session: str | None = None) -> list[SupervisorEvent]:
         """Return what the supervisor did (for one session when given), oldest first."""
+        if self._layout < 2:  # an older database read as it is: the table came with layout 2
+            return []
         where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
         rows = self._con.execute(
             f"SELECT * FROM supervisor_events {where} ORDER BY id", args
@@ -974,6 +978,8 @@ class StateDB:
 
     def flow_requests(self) -> list[FlowRequest]:
         """Return the requests to run flows, oldest first."""
+        if self._layout < 3:  # an older database read as it is: the table came with layout 3
+            return []
         rows = self._con.execute("SELECT * FROM flow_requests ORDER BY id").fetchall()
         return [
             FlowRequest.model_validate(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from services.orchestration import SCHEDULED
 
 TAGS = ["solodesk"]
 
@@ -60,8 +61,8 @@ def deployments(settings: Settings, params: Path = Path("params.yaml")) -> list[
     home = {"home": str(settings.home.resolve())}
     zone = settings.schedules.timezone
 
-    def cron(text: str) -> list[Any]:
-        return [Cron(text, timezone=zone)]
+    def scheduled(name: str) -> list[Any]:
+        return [Cron(getattr(settings.schedules, SCHEDULED[name]), timezone=zone)]
 
     def manual(flow: Any, description: str, **parameters: Any) -> Any:
         return flow.to_deployment(
@@ -72,7 +73,7 @@ def deployments(settings: Settings, params: Path = Path("params.yaml")) -> list[
         manual(ingest_flow, "Ingest files, folders, archives and sample: specs."),
         ingest_flow.to_deployment(
             "drop-folder",
-            schedules=cron(settings.schedules.ingest_drop_folder),
+            schedules=scheduled("ingest/drop-folder"),
             parameters={**home, "folder": str(settings.inbox_dir.resolve())},
             description="Ingest what is dropped in the inbox; stored files move to done/.",
             tags=TAGS,
@@ -86,14 +87,14 @@ def deployments(settings: Settings, params: Path = Path("params.yaml")) -> list[
         manual(trader_flow, "Start, stop or read the supervised paper loop."),
         store_live_bars_flow.to_deployment(
             "daily",
-            schedules=cron(settings.schedules.report_daily),
+            schedules=scheduled("store-live-bars/daily"),
             parameters=home,
             description="Store the bars live sessions kept, so retraining sees them.",
             tags=TAGS,
         ),
         report_flow.to_deployment(
             "daily",
-            schedules=cron(settings.schedules.report_daily),
+            schedules=scheduled("report/daily"),
             parameters=home,
             description="The day's desk summary, after the broker day closes.",
             tags=TAGS,
@@ -104,7 +105,7 @@ def deployments(settings: Settings, params: Path = Path("params.yaml")) -> list[
         found.append(
             retrain_flow.to_deployment(
                 "weekly",
-                schedules=cron(settings.schedules.retrain_weekly),
+                schedules=scheduled("retrain/weekly"),
                 parameters={**home, **research},
                 description="Walk-forward, promote with the floors, notify.",
                 tags=TAGS,

@@ -2,7 +2,9 @@
 
 The trading runtime's services get their :class:`core.ports.Notifier` from
 :func:`open_notifier`: Apprise when URLs are configured (undelivered notices spooled at
-``settings.notify_spool_path``), otherwise one that logs each notice.
+``settings.notify_spool_path``), otherwise one that logs each notice; either way every notice
+is recorded in the alert log, ``settings.notice_log_path``, with what became of it.
+:func:`alert_log` reads its latest entries.
 """
 
 from __future__ import annotations
@@ -13,10 +15,20 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import SolodeskError, UsageError
-from core.ports import Notice, NoticeKind, Notifier
+from core.ports import Notice, NoticeKind
 from core.settings import Settings
 from core.times import utc_now
-from execution.notify import AppriseNotifier, LogNotifier, notice_modes, send_now
+from execution.notify import (
+    AppriseNotifier,
+    LoggedNotifier,
+    LogNotifier,
+    NoticeLog,
+    NoticeLogEntry,
+    NoticeOutcome,
+    notice_modes,
+    read_notice_log,
+    send_now,
+)
 
 NO_URLS = (
     "no notification URLs configured: set urls in [notify] of solodesk.toml "
@@ -36,29 +48,41 @@ class NotifyTestResult(BaseModel):
     message: str
 
 
-def open_notifier(settings: Settings) -> Notifier:
+def open_notifier(settings: Settings) -> LoggedNotifier:
     """Return the desk's notifier: Apprise when URLs are set (spooling at
-    ``settings.notify_spool_path``), else one that logs each notice at INFO.
+    ``settings.notify_spool_path``), else one that logs each notice at INFO; wrapped so every
+    notice, and what became of it, goes to the alert log (``settings.notice_log_path``).
 
     Raises
     ------
     UsageError
         If a URL is not one Apprise understands, or ``[notify] events`` is bad.
     """
+    log = NoticeLog(settings.notice_log_path, notice_modes(settings.notify))
     if not settings.notify.urls:
-        return LogNotifier(settings.notify)
-    return AppriseNotifier(settings.notify, settings.notify_spool_path)
+        return LoggedNotifier(LogNotifier(settings.notify), log, NoticeOutcome.LOGGED)
+    inner = AppriseNotifier(settings.notify, settings.notify_spool_path, on_outcome=log.settled)
+    return LoggedNotifier(inner, log)
+
+
+def alert_log(
+    settings: Settings, limit: int = 200, kinds: tuple[str, ...] | None = None
+) -> list[NoticeLogEntry]:
+    """Return the latest ``limit`` notices of the desk's alert log (of ``kinds`` when given),
+    newest first; none on a desk that has raised none."""
+    return read_notice_log(settings.notice_log_path, limit, kinds)
 
 
 def send_test(settings: Settings) -> NotifyTestResult:
-    """Send one TEST notice to every configured URL and wait for the outcome.
+    """Send one TEST notice to every configured URL and wait for the outcome; the notice and
+    its outcome (delivered or dropped) go to the alert log.
 
     Raises
     ------
     UsageError
         If a URL is not one Apprise understands, or ``[notify] events`` is bad.
     """
-    notice_modes(settings.notify)  # a bad [notify] events is reported even without URLs
+    modes = notice_modes(settings.notify)  # a bad [notify] events is reported without URLs
     targets = len(settings.notify.urls)
     if not targets:
         return NotifyTestResult(targets=0, sent=False, seconds=0.0, message=NO_URLS)
@@ -68,6 +92,7 @@ def send_test(settings: Settings) -> NotifyTestResult:
         body="Notifications from this desk reach you.",
         ts=utc_now(),
     )
+    log = NoticeLog(settings.notice_log_path, modes)
     started = time.perf_counter()
     try:
         reached = send_now(settings.notify, notice)
@@ -75,8 +100,10 @@ def send_test(settings: Settings) -> NotifyTestResult:
         raise
     except SolodeskError as exc:
         seconds = time.perf_counter() - started
+        log.raised(notice, NoticeOutcome.DROPPED)
         return NotifyTestResult(targets=targets, sent=False, seconds=seconds, message=str(exc))
     seconds = time.perf_counter() - started
+    log.raised(notice, NoticeOutcome.DELIVERED)
     noun = "target" if reached == 1 else "targets"
     message = f"test notice sent to {reached} {noun} in {seconds:.2f} s"
     return NotifyTestResult(targets=targets, sent=True, seconds=seconds, message=message)

@@ -8,6 +8,14 @@
 :func:`serve_deployments` registers deployments (``solodesk serve`` gives every one of
 :func:`flows.deployments.deployments`) with their schedules, creates the global concurrency
 limits they hold, and runs their flows from this one process until it is stopped.
+
+The reads (``solodesk flows runs`` and the dashboard): :func:`read_api` is the server they ask
+(the configured one, else where ``solodesk serve`` starts one); :func:`flow_runs` lists the
+latest flow runs with their states, :func:`deployment_schedules` the deployments with their
+schedules. Each asks the health check first with a short timeout and, when nothing answers,
+returns at once with ``answered`` False and a message naming ``solodesk serve``, rather than
+waiting on Prefect's client. :data:`SCHEDULED` maps each scheduled deployment to its cron
+setting in ``[schedules]``; :func:`configured_schedules` reads them without a server.
 """
 
 from __future__ import annotations
@@ -23,13 +31,33 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from core.errors import SolodeskError, UsageError
 from core.settings import Settings
+from core.times import iso_z
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 #: Seconds a started server may take to answer its health check (minutes on a loaded machine).
 HEALTH_TIMEOUT = 300.0
+#: Where ``solodesk serve`` starts a server when none is configured: its API address.
+DEFAULT_API = "http://127.0.0.1:4200/api"
+#: Seconds a health check waits for an answer before it takes the server for absent.
+CHECK_TIMEOUT = 2.0
+#: Seconds one request of a read may take once the server has answered its health check.
+READ_REQUEST_TIMEOUT = 10.0
+#: Each scheduled deployment (``<flow>/<purpose>``) and the ``[schedules]`` setting holding its
+#: cron string; every other deployment runs on request only.
+SCHEDULED = {
+    "ingest/drop-folder": "ingest_drop_folder",
+    "retrain/weekly": "retrain_weekly",
+    "store-live-bars/daily": "report_daily",
+    "report/daily": "report_daily",
+}
 
 
 @dataclass
@@ -63,7 +91,7 @@ def prefect_api(settings: Settings) -> str | None:
     return settings.prefect_api_url or os.environ.get("PREFECT_API_URL") or None
 
 
-def healthy(api: str, timeout: float = 2.0) -> bool:
+def healthy(api: str, timeout: float = CHECK_TIMEOUT) -> bool:
     """Return whether the Prefect API at ``api`` answers its health check."""
     try:
         with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout) as response:
@@ -163,3 +191,193 @@ def serve_deployments(api: str, deployments: Sequence[Any], limits: Sequence[str
         for name in limits:
             ensure_limit(name)
         serve(*deployments, print_starting_message=False)
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def read_api(settings: Settings) -> str:
+    """Return the Prefect API the desk's reads and requests go to: the configured one
+    (:func:`prefect_api`), else where ``solodesk serve`` starts its server."""
+    return prefect_api(settings) or DEFAULT_API
+
+
+def no_server(api: str) -> str:
+    """Return the message for a Prefect API that does not answer, naming the command to run."""
+    return f"no Prefect server answers at {api}: start one with solodesk serve"
+
+
+def _unanswered(api: str, error: Exception) -> str:
+    """Return the message for a Prefect server that answered its health check but not a read."""
+    return f"the Prefect server at {api} did not answer ({type(error).__name__}: {error})"
+
+
+class FlowRunRow(BaseModel):
+    """One flow run as ``flows runs`` lists it (its ``--json`` line): the flow, the deployment
+    (``-`` for a run started without one), the run's name, its state, when it started
+    (ISO-8601 UTC with Z, None before it starts) and its run time in seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flow: str
+    deployment: str
+    run: str
+    state: str
+    start: str | None
+    seconds: float
+
+
+class ScheduleRow(BaseModel):
+    """One schedule of a deployment: its cron string in ``timezone``; ``active`` False when the
+    schedule or the deployment is paused on the server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deployment: str
+    cron: str
+    timezone: str
+    active: bool = True
+
+
+class FlowRuns(BaseModel):
+    """The latest flow runs of the server at ``api``; ``answered`` False (and ``message``
+    saying so) when no server answered there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api: str
+    answered: bool
+    message: str = ""
+    runs: tuple[FlowRunRow, ...] = ()
+
+
+class Deployments(BaseModel):
+    """The deployments the server at ``api`` holds and their schedules; ``answered`` False
+    (and ``message`` saying so) when no server answered there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api: str
+    answered: bool
+    message: str = ""
+    deployments: tuple[str, ...] = ()
+    schedules: tuple[ScheduleRow, ...] = ()
+
+
+@contextmanager
+def reading(api: str) -> Iterator[SyncPrefectClient]:
+    """Yield a Prefect client on ``api`` whose requests time out after
+    :data:`READ_REQUEST_TIMEOUT` seconds and are not retried."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import (
+        PREFECT_API_REQUEST_TIMEOUT,
+        PREFECT_API_URL,
+        PREFECT_CLIENT_MAX_RETRIES,
+        temporary_settings,
+    )
+
+    quick = {
+        PREFECT_API_URL: api,
+        PREFECT_API_REQUEST_TIMEOUT: READ_REQUEST_TIMEOUT,
+        PREFECT_CLIENT_MAX_RETRIES: 0,
+    }
+    with temporary_settings(quick), get_client(sync_client=True) as client:
+        yield client
+
+
+def flow_runs(settings: Settings, limit: int = 20, *, timeout: float = CHECK_TIMEOUT) -> FlowRuns:
+    """Return the latest ``limit`` flow runs that started or ended (not the schedule's future
+    ones), newest first, from the desk's Prefect server.
+
+    The health check waits ``timeout`` seconds; with no answer the result says so at once.
+    """
+    api = read_api(settings)
+    if not healthy(api, timeout):
+        return FlowRuns(api=api, answered=False, message=no_server(api))
+    import httpx
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    started = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED, StateType.PENDING])
+        )
+    )
+    try:
+        with reading(api) as client:
+            found = client.read_flow_runs(
+                flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=limit
+            )
+            flows = {f.id: f.name for f in client.read_flows()}
+            deployments = {d.id: d.name for d in client.read_deployments()}
+    except httpx.HTTPError as exc:
+        return FlowRuns(api=api, answered=False, message=_unanswered(api, exc))
+    rows = tuple(
+        FlowRunRow(
+            flow=flows.get(r.flow_id, "?"),
+            deployment=deployments.get(r.deployment_id, "-") if r.deployment_id else "-",
+            run=r.name,
+            state=(r.state.name or "-") if r.state else "-",
+            start=iso_z(r.start_time) if r.start_time else None,
+            seconds=round(r.total_run_time.total_seconds(), 1),
+        )
+        for r in found
+    )
+    return FlowRuns(api=api, answered=True, runs=rows)
+
+
+def deployment_schedules(settings: Settings, *, timeout: float = CHECK_TIMEOUT) -> Deployments:
+    """Return every deployment on the desk's Prefect server (``<flow>/<purpose>``, sorted) and
+    the schedules of the scheduled ones.
+
+    The health check waits ``timeout`` seconds; with no answer the result says so at once.
+    """
+    api = read_api(settings)
+    if not healthy(api, timeout):
+        return Deployments(api=api, answered=False, message=no_server(api))
+    import httpx
+
+    try:
+        with reading(api) as client:
+            flows = {f.id: f.name for f in client.read_flows()}
+            found = client.read_deployments()
+    except httpx.HTTPError as exc:
+        return Deployments(api=api, answered=False, message=_unanswered(api, exc))
+    names: list[str] = []
+    schedules: list[ScheduleRow] = []
+    for deployment in found:
+        name = f"{flows.get(deployment.flow_id, '?')}/{deployment.name}"
+        names.append(name)
+        for item in deployment.schedules:
+            schedule = item.schedule
+            cron = getattr(schedule, "cron", None)
+            interval = getattr(schedule, "interval", None)
+            schedules.append(
+                ScheduleRow(
+                    deployment=name,
+                    cron=str(cron) if cron is not None else f"every {interval}",
+                    timezone=str(getattr(schedule, "timezone", None) or "UTC"),
+                    active=bool(item.active) and not deployment.paused,
+                )
+            )
+    return Deployments(
+        api=api,
+        answered=True,
+        deployments=tuple(sorted(names)),
+        schedules=tuple(sorted(schedules, key=lambda r: r.deployment)),
+    )
+
+
+def configured_schedules(settings: Settings) -> tuple[ScheduleRow, ...]:
+    """Return the schedules ``solodesk serve`` gives the scheduled deployments
+    (:data:`SCHEDULED`), read from ``[schedules]``: cron strings in its time zone."""
+    section = settings.schedules
+    return tuple(
+        ScheduleRow(deployment=name, cron=str(getattr(section, field)), timezone=section.timezone)
+        for name, field in SCHEDULED.items()
+    )

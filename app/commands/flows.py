@@ -11,25 +11,22 @@ import typer
 from app.options import JsonOpt
 from app.output import emit_all, err, out, print_table
 from core.errors import SolodeskError, UsageError
-from core.times import iso_z
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 app = typer.Typer(help="Prefect runs: start a deployment, list flow runs.", no_args_is_help=True)
 
-DEFAULT_API = "http://127.0.0.1:4200/api"
-
 
 def _api(wait: float = 0.0) -> str:
     from core.settings import load_settings
-    from services.orchestration import healthy, prefect_api
+    from services.orchestration import healthy, no_server, read_api
 
-    api = prefect_api(load_settings()) or DEFAULT_API
+    api = read_api(load_settings())
     deadline = time.monotonic() + wait
     while not healthy(api):
         if time.monotonic() >= deadline:
-            raise UsageError(f"no Prefect server answers at {api}: start one with solodesk serve")
+            raise UsageError(no_server(api))
         time.sleep(0.5)
     return api
 
@@ -120,52 +117,22 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """List the latest flow runs (started or ended) with their deployment, state and duration."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
+    from core.settings import load_settings
+    from services.orchestration import flow_runs
 
-    from services.orchestration import using
-
-    with using(_api()), get_client(sync_client=True) as client:
-        # Runs that started or ended, not the schedule's future ones.
-        started = FlowRunFilter(
-            state=FlowRunFilterState(
-                type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED, StateType.PENDING])
-            )
-        )
-        found = client.read_flow_runs(
-            flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=limit
-        )
-        flows = {f.id: f.name for f in client.read_flows()}
-        deployments = {d.id: d.name for d in client.read_deployments()}
-    rows = [
-        {
-            "flow": flows.get(r.flow_id, "?"),
-            "deployment": deployments.get(r.deployment_id, "-") if r.deployment_id else "-",
-            "run": r.name,
-            "state": r.state.name if r.state else "-",
-            "start": iso_z(r.start_time) if r.start_time else None,
-            "seconds": round(r.total_run_time.total_seconds(), 1),
-        }
-        for r in found
-    ]
+    found = flow_runs(load_settings(), limit)
+    if not found.answered:
+        raise UsageError(found.message)
     if as_json:
-        emit_all(rows)
+        emit_all(found.runs)
         return
+    columns = ("flow", "deployment", "run", "state", "start", "seconds")
     print_table(
-        f"{len(rows)} flow runs",
-        ("flow", "deployment", "run", "state", "start", "seconds"),
+        f"{len(found.runs)} flow runs",
+        columns,
         (
-            [
-                str(r[c]) if r[c] is not None else "-"
-                for c in ("flow", "deployment", "run", "state", "start", "seconds")
-            ]
-            for r in rows
+            [str(v) if (v := getattr(r, c)) is not None else "-" for c in columns]
+            for r in found.runs
         ),
         right=("seconds",),
     )

@@ -19,15 +19,13 @@ from core.settings import Settings
 from core.times import utc_now
 from feature_store.state import ControlRequest, FlowRequest, SessionRecord, StateDB
 from services.access import controls_enabled
-from services.orchestration import healthy, prefect_api, using
+from services.orchestration import healthy, no_server, read_api, using
 
 #: What the page may ask of a session.
 SessionAction = Literal["pause", "resume", "flatten", "reset", "halt"]
 #: The deployments the page may start, as ``solodesk serve`` names them.
 RETRAIN = "retrain/weekly"
 BACKTEST = "backtest/manual"
-#: Where ``solodesk serve`` starts its server when no Prefect API is configured.
-DEFAULT_API = "http://127.0.0.1:4200/api"
 
 
 class ControlsView(BaseModel):
@@ -40,12 +38,6 @@ class ControlsView(BaseModel):
     controls: tuple[ControlRequest, ...]
     flow_requests: tuple[FlowRequest, ...]
     prefect_api: str
-
-
-def flow_api(settings: Settings) -> str:
-    """Return the Prefect API the desk's flows are asked of: the configured one, else where
-    ``solodesk serve`` starts its server."""
-    return prefect_api(settings) or DEFAULT_API
 
 
 def controls_view(settings: Settings) -> ControlsView:
@@ -62,7 +54,7 @@ def controls_view(settings: Settings) -> ControlsView:
         sessions=tuple(reversed(sessions)),
         controls=tuple(reversed(controls)),
         flow_requests=tuple(reversed(flows)),
-        prefect_api=flow_api(settings),
+        prefect_api=read_api(settings),
     )
 
 
@@ -131,12 +123,12 @@ def start_flow(
     """
     if not who.strip():
         raise UsageError("a flow request needs the name of who asks for it")
-    api = flow_api(settings)
+    api = read_api(settings)
     params = dict(parameters or {})
     run_name: str | None = None
     run_id: str | None = None
     if not healthy(api):
-        outcome = f"refused: no Prefect server answers at {api}; solodesk serve starts one"
+        outcome = f"refused: {no_server(api)}"
     else:
         try:
             run_name, run_id, outcome = _run_deployment(api, deployment, params)

@@ -277,3 +277,48 @@ def test_flows_run_and_runs_commands_start_a_deployment_and_list_it(
     assert any(r["flow"] == "ingest" and r["state"] == "Completed" for r in rows)
     assert all(r["state"] != "Scheduled" for r in rows)
     assert missing.returncode == 2 and "no deployment 'nothing/here'" in missing.stderr
+
+
+def test_dashboard_backtest_request_runs_on_the_server_and_the_ops_page_reads_it(
+    server: PrefectServer, served: Path
+) -> None:
+    # Arrange
+    from prefect.client.orchestration import get_client
+
+    from feature_store.state import StateDB
+    from services.views.controls import BACKTEST, start_flow
+    from services.views.ops import flow_runs, schedules
+
+    settings = Settings(home=served, prefect_api_url=server.api)
+    parameters = {
+        "symbol": "EURUSD", "timeframe": "H1", "strategy": "sma_cross",
+        "params": {"fast": "20", "slow": "100"}, "spread": "1.0",
+    }  # fmt: skip
+
+    # Act: the request the Controls page makes, then the run it started, read as the Ops page does
+    request = start_flow(settings, BACKTEST, parameters, who="trader", why="check")
+    assert request.flow_run_id is not None, request.outcome
+    deadline = time.monotonic() + 240
+    with using(server.api), get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(request.flow_run_id).state
+            if (state is not None and state.is_final()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    runs = flow_runs(settings)
+    planned = schedules(settings)
+
+    # Assert: the run completed; it was recorded with who asked; the Ops page lists it
+    assert state is not None and state.is_completed(), state
+    reader = StateDB.reader(settings)
+    assert reader is not None
+    with reader:
+        (stored,) = reader.flow_requests()
+    assert (stored.who, stored.deployment, stored.flow_run) == (
+        "trader",
+        BACKTEST,
+        request.flow_run,
+    )
+    assert runs.answered
+    assert any(r.run == request.flow_run and r.state == "Completed" for r in runs.runs)
+    assert planned.answered and "retrain/weekly" in planned.deployments

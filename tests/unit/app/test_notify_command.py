@@ -17,7 +17,7 @@ from testkit.cli import invoke, json_lines
 
 from core.ports import Notice, NoticeKind
 from core.settings import NotifySettings, Settings
-from execution.notify import AppriseNotifier, LogNotifier
+from execution.notify import AppriseNotifier, LoggedNotifier, LogNotifier
 from services.notify import open_notifier
 
 
@@ -130,8 +130,8 @@ def test_open_notifier_without_urls_logs_instead(home: Path) -> None:
     # Act
     notifier = open_notifier(Settings(home=home))
 
-    # Assert
-    assert isinstance(notifier, LogNotifier)
+    # Assert: it logs, and the alert log keeps what it is given
+    assert isinstance(notifier, LoggedNotifier) and isinstance(notifier.inner, LogNotifier)
 
 
 def test_open_notifier_with_urls_spools_at_the_desk_spool_path(home: Path) -> None:
@@ -144,6 +144,6 @@ def test_open_notifier_with_urls_spools_at_the_desk_spool_path(home: Path) -> No
     notifier.close(2)
 
     # Assert
-    assert isinstance(notifier, AppriseNotifier)
+    assert isinstance(notifier, LoggedNotifier) and isinstance(notifier.inner, AppriseNotifier)
     spooled = [json.loads(line) for line in settings.notify_spool_path.read_text().splitlines()]
     assert [s["title"] for s in spooled] == ["stopped"]
