@@ -17,6 +17,7 @@ run yet there is nothing to list, and the others say so.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,24 @@ def _registry(settings: Settings) -> ModelRegistry:
     from feature_store.tracking import tracking_uri
 
     return ModelRegistry(tracking_uri(settings))
+
+
+@functools.lru_cache(maxsize=8)
+def _reader(uri: str) -> ModelRegistry:
+    from feature_store.model_registry import ModelRegistry
+
+    return ModelRegistry(uri)
+
+
+def read_registry(settings: Settings) -> ModelRegistry | None:
+    """Return the desk's registry for reading, or None when the desk has no tracking store (none
+    is created). One client per tracking store is kept for the life of the process, so a
+    long-running reader (the dashboard) does not open the store again on every read."""
+    from feature_store.tracking import has_tracking_store, tracking_uri
+
+    if not has_tracking_store(settings):
+        return None
+    return _reader(tracking_uri(settings))
 
 
 def _existing_registry(settings: Settings, name: str) -> ModelRegistry:

@@ -46,8 +46,10 @@ def dashboard(
     sys.stdout.flush()
     sys.stderr.flush()
     env = {**os.environ, "SOLODESK_HOME": str(home)}
+    # -P: the working folder stays off the module path, so a folder there named like one of
+    # solodesk's packages (another checkout, say) is never imported in their place.
     args = [
-        sys.executable, "-m", "streamlit", "run", str(SCRIPT),
+        sys.executable, "-P", "-m", "app.dashboard.server", "run", str(SCRIPT),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--server.fileWatcherType", "none", "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",

@@ -139,17 +139,15 @@ def _run_activity(settings: Settings) -> Iterator[ActivityRow]:
 def _registered(settings: Settings) -> tuple[list[ModelVersionInfo], str]:
     """Return every registered version (newest first) and, when the registry could not be
     read, why; nothing (and no store created) on a desk that never registered a model."""
-    from feature_store.tracking import has_tracking_store
+    from services.models import read_registry
 
-    if not has_tracking_store(settings):
+    registry = read_registry(settings)
+    if registry is None:
         return [], ""
     from mlflow.exceptions import MlflowException
 
-    from feature_store.model_registry import ModelRegistry
-    from feature_store.tracking import tracking_uri
-
     try:
-        return ModelRegistry(tracking_uri(settings)).list_versions(), ""
+        return registry.list_versions(), ""
     except MlflowException as exc:
         return [], f"the model registry could not be read: {exc.message}"
 

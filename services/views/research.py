@@ -415,13 +415,9 @@ def walkforward_detail(settings: Settings, run_id: str) -> WalkForwardDetail:
 
 def _registry(settings: Settings) -> ModelRegistry | None:
     """Return the desk's registry, or None when it has no tracking store (none is created)."""
-    from feature_store.tracking import has_tracking_store, tracking_uri
+    from services.models import read_registry
 
-    if not has_tracking_store(settings):
-        return None
-    from feature_store.model_registry import ModelRegistry
-
-    return ModelRegistry(tracking_uri(settings))
+    return read_registry(settings)
 
 
 def _unreachable(settings: Settings) -> str | None:
