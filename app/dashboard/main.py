@@ -1,7 +1,9 @@
 """The solodesk dashboard: ``solodesk dashboard`` serves this script with Streamlit.
 
-Each page is a script in ``pages/`` with its own URL (``/desk``, ``/trades``, ``/research``,
-``/backtests``, ``/data``, ``/ops``, ``/controls``); the app's root opens the desk.
+Each page is a script in ``screens/`` with its own URL (``/desk``, ``/trades``, ``/research``,
+``/backtests``, ``/data``, ``/ops``, ``/controls``); the app's root opens the desk. The folder is
+not called ``pages/``: Streamlit would take such a folder for pages of its own, served without
+this script (its navigation and sidebar) when a page's URL is the first one opened.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ PAGES = (
 
 
 def _root() -> None:
-    st.switch_page(f"pages/{PAGES[0][0]}.py")
+    st.switch_page(f"screens/{PAGES[0][0]}.py")
 
 
 st.set_page_config(page_title="solodesk", page_icon=":material/monitoring:", layout="wide")
 navigation = st.navigation(
     [st.Page(_root, title="solodesk", url_path="home", default=True, visibility="hidden")]
     + [
-        st.Page(f"pages/{name}.py", title=title, icon=icon, url_path=name)
+        st.Page(f"screens/{name}.py", title=title, icon=icon, url_path=name)
         for name, title, icon in PAGES
     ]
 )

@@ -120,12 +120,14 @@ def browser() -> Iterator[Any]:
 @dataclass(frozen=True)
 class PageLoad:
     """One page as the browser showed it: how long until its script finished with every
-    expected heading on screen, the headings it showed, and the exceptions shown."""
+    expected heading on screen, the headings it showed, the sidebar's navigation, and the
+    exceptions shown."""
 
     path: str
     url: str
     seconds: float
     headings: tuple[str, ...]
+    navigation: tuple[str, ...]
     exceptions: tuple[str, ...]
     screenshot: Path
 
@@ -138,8 +140,10 @@ def _state(driver: Any) -> dict[str, Any]:
             "  .map(h => h.innerText.trim()).filter(t => t.length > 0);"
             "const errors = [...document.querySelectorAll('[data-testid=\"stException\"]')]"
             "  .map(e => e.innerText.slice(0, 500));"
+            "const nav = [...document.querySelectorAll('[data-testid=\"stSidebarNav\"] a')]"
+            "  .map(a => a.innerText.trim().split('\\n').pop().trim());"
             "return {state: app ? app.getAttribute('data-test-script-state') : null,"
-            " heads: heads, errors: errors, path: window.location.pathname};"
+            " heads: heads, errors: errors, nav: nav, path: window.location.pathname};"
         )
     )
 
@@ -171,6 +175,7 @@ def open_page(
     driver.save_screenshot(str(shot))
     return PageLoad(
         path=str(seen["path"]), url=url, seconds=seconds, headings=heads,
+        navigation=tuple(seen["nav"]),
         exceptions=tuple(seen["errors"]), screenshot=shot,
     )  # fmt: skip
 

@@ -52,7 +52,7 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
         for key, value in state.items():
             app.session_state[key] = value
         app.run()
-        app.switch_page(f"pages/{name}.py").run()
+        app.switch_page(f"screens/{name}.py").run()
         return app
 
     return open_page

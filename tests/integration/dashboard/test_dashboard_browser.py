@@ -46,14 +46,14 @@ def test_every_page_renders_in_chromium_with_its_sections_and_controls_work_afte
     shots = ARTIFACTS / "dashboard"
     shutil.rmtree(shots, ignore_errors=True)
 
-    # Act: the root, then every page twice (the first read fills the cache), then log in on
-    # Controls and pause the session
+    # Act: every page at its own URL (the first before any visit of the root), the root, every
+    # page again (the first reads filled the cache), then log in on Controls and pause
     with dashboard(home, tmp_path / "dashboard.log", config=config) as served, browser() as driver:
-        root = open_page(driver, served.url, "", SECTIONS["desk"], shots)
         first = {
             name: open_page(driver, served.url, name, want, shots)
             for name, want in SECTIONS.items()
         }
+        root = open_page(driver, served.url, "", SECTIONS["desk"], shots)
         again = {
             name: open_page(driver, served.url, name, want, shots)
             for name, want in SECTIONS.items()
@@ -68,9 +68,12 @@ def test_every_page_renders_in_chromium_with_its_sections_and_controls_work_afte
         driver.save_screenshot(str(shots / "controls-after-pause.png"))
         time.sleep(0.5)
 
-    # Assert: the root opens the desk; every page shows its sections and no exception
+    # Assert: the root opens the desk; every page shows the app's navigation (never pages
+    # Streamlit would make of a folder), its sections and no exception
     assert root.path == "/desk"
+    titles = tuple(want[0] for want in SECTIONS.values())
     for name, load in first.items():
+        assert load.navigation == titles, (name, load.navigation)
         assert load.path == f"/{name}", (name, load.path)
         assert not load.exceptions, (name, load.exceptions)
         missing = [h for h in SECTIONS[name] if h not in load.headings]
