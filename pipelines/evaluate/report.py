@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from core.records import dig, finite_number
 from pipelines.backtest.tearsheet import downsample_minmax, underwater_figure
 from pipelines.report_kit import (
     CHART_HEIGHT,
@@ -220,25 +220,9 @@ def importance_figure_html(
 # --- reading the summary -------------------------------------------------------------------
 
 
-def _get(mapping: object, *keys: str) -> Any:
-    value: Any = mapping
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _real(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _pair(value: object) -> tuple[float | None, float | None]:
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        return _real(value[0]), _real(value[1])
+        return finite_number(value[0]), finite_number(value[1])
     return None, None
 
 
@@ -270,12 +254,12 @@ def _instant(value: object) -> datetime | None:
 
 
 def _ratio(value: object, digits: int = 2) -> str:
-    number = _real(value)
+    number = finite_number(value)
     return _NA if number is None else f"{number:,.{digits}f}"
 
 
 def _pct(value: object) -> str:
-    number = _real(value)
+    number = finite_number(value)
     return _NA if number is None else f"{number * 100:.2f}%"
 
 
@@ -284,7 +268,7 @@ def _prob(value: object) -> str:
 
 
 def _count(value: object) -> str:
-    number = _real(value)
+    number = finite_number(value)
     return _NA if number is None else f"{round(number):,}"
 
 
@@ -296,7 +280,7 @@ def _interval(value: object, digits: int = 2) -> str:
 
 
 def _level(value: object) -> str:
-    number = _real(value)
+    number = finite_number(value)
     return "" if number is None else f"{number * 100:g}% "
 
 
@@ -351,50 +335,50 @@ def _meta_line(summary: Mapping[str, Any]) -> str:
     folds = _folds(summary)
     if folds:
         parts.append(f"{len(folds)} {'splits' if _is_cpcv(summary) else 'folds'}")
-    start, end = _get(summary, "oos", "start"), _get(summary, "oos", "end")
+    start, end = dig(summary, "oos", "start"), dig(summary, "oos", "end")
     if start is not None or end is not None:
         parts.append(f"out of sample {_span(start, end)}")
     return " · ".join(parts)
 
 
 def _headline(summary: Mapping[str, Any]) -> str:
-    oos = _get(summary, "oos")
-    level = _level(_get(oos, "ci_level"))
+    oos = dig(summary, "oos")
+    level = _level(dig(oos, "ci_level"))
     lead = (
-        f'<p class="headline"><span class="figure">{html.escape(_ratio(_get(oos, "sharpe")))}'
+        f'<p class="headline"><span class="figure">{html.escape(_ratio(dig(oos, "sharpe")))}'
         "</span> out-of-sample Sharpe (annualized, after costs), "
-        f"{html.escape(level)}interval {html.escape(_interval(_get(oos, 'sharpe_ci')))}; "
-        f"gross of costs {html.escape(_ratio(_get(oos, 'gross', 'sharpe')))} "
-        f"{html.escape(_interval(_get(oos, 'gross', 'sharpe_ci')))}</p>"
+        f"{html.escape(level)}interval {html.escape(_interval(dig(oos, 'sharpe_ci')))}; "
+        f"gross of costs {html.escape(_ratio(dig(oos, 'gross', 'sharpe')))} "
+        f"{html.escape(_interval(dig(oos, 'gross', 'sharpe_ci')))}</p>"
     )
-    track = _count(_get(oos, "min_track_record_bars"))
+    track = _count(dig(oos, "min_track_record_bars"))
     cells = [
-        ("Sharpe (ann., after costs)", _ratio(_get(oos, "sharpe"))),
-        (f"Sharpe {level}interval", _interval(_get(oos, "sharpe_ci"))),
-        ("PSR", _prob(_get(oos, "psr"))),
-        ("DSR", _prob(_get(oos, "dsr"))),
-        ("Total return", _pct(_get(oos, "total_return"))),
-        ("Max drawdown", _pct(_get(oos, "max_drawdown"))),
-        ("Hit rate", _pct(_get(oos, "hit_rate"))),
-        ("Trades", _count(_get(oos, "n_trades"))),
-        ("Trials (total)", _count(_get(summary, "trials", "total"))),
+        ("Sharpe (ann., after costs)", _ratio(dig(oos, "sharpe"))),
+        (f"Sharpe {level}interval", _interval(dig(oos, "sharpe_ci"))),
+        ("PSR", _prob(dig(oos, "psr"))),
+        ("DSR", _prob(dig(oos, "dsr"))),
+        ("Total return", _pct(dig(oos, "total_return"))),
+        ("Max drawdown", _pct(dig(oos, "max_drawdown"))),
+        ("Hit rate", _pct(dig(oos, "hit_rate"))),
+        ("Trades", _count(dig(oos, "n_trades"))),
+        ("Trials (total)", _count(dig(summary, "trials", "total"))),
         ("PBO", _prob(summary.get("pbo"))),
-        ("Newey–West t", _ratio(_get(oos, "newey_west_t"))),
-        ("Newey–West p", _prob(_get(oos, "newey_west_p"))),
+        ("Newey–West t", _ratio(dig(oos, "newey_west_t"))),
+        ("Newey–West p", _prob(dig(oos, "newey_west_p"))),
         ("Min track record", track if track == _NA else f"{track} bars"),
-        ("SPA p vs flat", _prob(_get(oos, "spa", "vs_flat_p"))),
-        ("SPA p vs buy and hold", _prob(_get(oos, "spa", "vs_buy_and_hold_p"))),
-        ("SPA p, models vs flat", _prob(_get(oos, "spa", "models_vs_flat_p"))),
-        ("Sharpe gross of costs", _ratio(_get(oos, "gross", "sharpe"))),
-        (f"Gross {level}interval", _interval(_get(oos, "gross", "sharpe_ci"))),
-        ("Total return gross", _pct(_get(oos, "gross", "total_return"))),
-        ("SPA models", _names(_get(oos, "spa", "models"))),
+        ("SPA p vs flat", _prob(dig(oos, "spa", "vs_flat_p"))),
+        ("SPA p vs buy and hold", _prob(dig(oos, "spa", "vs_buy_and_hold_p"))),
+        ("SPA p, models vs flat", _prob(dig(oos, "spa", "models_vs_flat_p"))),
+        ("Sharpe gross of costs", _ratio(dig(oos, "gross", "sharpe"))),
+        (f"Gross {level}interval", _interval(dig(oos, "gross", "sharpe_ci"))),
+        ("Total return gross", _pct(dig(oos, "gross", "total_return"))),
+        ("SPA models", _names(dig(oos, "spa", "models"))),
     ]
     return lead + "\n" + metric_grid(cells) + "\n" + _candidates_block(summary)
 
 
 def _candidates_block(summary: Mapping[str, Any]) -> str:
-    candidates = _get(summary, "oos", "candidates")
+    candidates = dig(summary, "oos", "candidates")
     heading = "<h3>Candidate models (Sharpe, annualized, after costs)</h3>\n"
     if not isinstance(candidates, Mapping) or not candidates:
         return heading + '<p class="note">no candidate models</p>'
@@ -530,21 +514,26 @@ def _closest(figure: go.Figure) -> go.Figure:
 
 
 def _interval_figure(summary: Mapping[str, Any]) -> go.Figure:
-    oos = _get(summary, "oos")
-    level = _level(_get(oos, "ci_level"))
+    oos = dig(summary, "oos")
+    level = _level(dig(oos, "ci_level"))
     rows = [
-        ("after costs", _real(_get(oos, "sharpe")), _pair(_get(oos, "sharpe_ci")), LINE_COLOUR),
+        (
+            "after costs",
+            finite_number(dig(oos, "sharpe")),
+            _pair(dig(oos, "sharpe_ci")),
+            LINE_COLOUR,
+        ),
         (
             "gross of costs",
-            _real(_get(oos, "gross", "sharpe")),
-            _pair(_get(oos, "gross", "sharpe_ci")),
+            finite_number(dig(oos, "gross", "sharpe")),
+            _pair(dig(oos, "gross", "sharpe_ci")),
             MUTED_COLOUR,
         ),
     ]
-    candidates = _get(oos, "candidates")
+    candidates = dig(oos, "candidates")
     if isinstance(candidates, Mapping):
         rows += [
-            (f"candidate: {name}", _real(value), (None, None), _CANDIDATE)
+            (f"candidate: {name}", finite_number(value), (None, None), _CANDIDATE)
             for name, value in candidates.items()
         ]
     figure = go.Figure()
@@ -658,7 +647,7 @@ def _fold_sharpe_figure(summary: Mapping[str, Any]) -> go.Figure:
     figure = go.Figure()
     if folds:
         labels = [html.escape(f"fold {fold.get('fold', i)}") for i, fold in enumerate(folds)]
-        sharpes = [_real(fold.get("sharpe")) for fold in folds]
+        sharpes = [finite_number(fold.get("sharpe")) for fold in folds]
         returns = [_pct(fold.get("total_return")) for fold in folds]
         colours = [LOSS_COLOUR if s is not None and s < 0 else WIN_COLOUR for s in sharpes]
         figure.add_trace(
@@ -693,7 +682,9 @@ def _fold_sharpe_figure(summary: Mapping[str, Any]) -> go.Figure:
 
 def _paths_figure(paths: object) -> go.Figure:
     raw = list(paths) if isinstance(paths, Sequence) and not isinstance(paths, str) else []
-    sharpes = np.array([s for s in (_real(v) for v in raw) if s is not None], dtype=np.float64)
+    sharpes = np.array(
+        [s for s in (finite_number(v) for v in raw) if s is not None], dtype=np.float64
+    )
     missing = len(raw) - sharpes.size
     figure = go.Figure()
     title = f"Sharpe ratio of the {len(raw)} backtest paths (annualized, after costs)"
@@ -748,12 +739,12 @@ def importance_figure(importance: Mapping[str, float], top: int = TOP_FEATURES) 
     """
 
     def key(item: tuple[str, float]) -> float:
-        value = _real(item[1])
+        value = finite_number(item[1])
         return -math.inf if value is None else value
 
     chosen = sorted(importance.items(), key=key, reverse=True)[:top]
     names = [html.escape(str(name)) for name, _ in chosen]
-    values = [_real(value) for _, value in chosen]
+    values = [finite_number(value) for _, value in chosen]
     figure = go.Figure(
         go.Bar(
             x=values,

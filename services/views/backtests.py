@@ -20,6 +20,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from core.errors import SolodeskError, UsageError
+from core.records import finite_number, whole_number
 from core.settings import Settings
 from core.types import Frozen
 from feature_store.backtests import BacktestStore, StoredRun
@@ -97,18 +98,6 @@ class SweepGrid(Frozen):
 # -- reading a record ------------------------------------------------------------------------
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _whole(value: object) -> int | None:
-    number = _number(value)
-    return None if number is None else round(number)
-
-
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -157,12 +146,12 @@ def stored_runs(settings: Settings) -> list[BacktestRow]:
                     if run.kind == "sweep"
                     else _params(params)
                 ),
-                sharpe=_number(figures.get("sharpe")),
-                total_return=_number(figures.get("total_return")),
-                max_drawdown=_number(figures.get("max_drawdown")),
+                sharpe=finite_number(figures.get("sharpe")),
+                total_return=finite_number(figures.get("total_return")),
+                max_drawdown=finite_number(figures.get("max_drawdown")),
                 # a portfolio counts the bars in which any weight changed
-                n_trades=_whole(record.get("n_trades", figures.get("n_trades"))),
-                combinations=_whole(record.get("combinations")),
+                n_trades=whole_number(record.get("n_trades", figures.get("n_trades"))),
+                combinations=whole_number(record.get("combinations")),
             )
         )
     return rows
@@ -200,7 +189,7 @@ def _benchmark(settings: Settings, run: StoredRun, equity: pl.DataFrame) -> pl.S
     from feature_store.store import BarStore
 
     record = run.record
-    cash = _number(_figures(run).get("initial_cash"))
+    cash = finite_number(_figures(run).get("initial_cash"))
     if cash is None or equity.height == 0:
         return None
     try:

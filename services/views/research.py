@@ -14,13 +14,13 @@ a tracking store: on a desk where no walk-forward ran, the registry is not opene
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from core.records import dig, finite_number, whole_number
 from core.settings import Settings
 from core.times import iso_z
 from core.types import Frozen
@@ -209,34 +209,13 @@ class MlflowLink(Frozen):
 # -- reading a summary -----------------------------------------------------------------------
 
 
-def _dig(mapping: object, *keys: str) -> Any:
-    value: Any = mapping
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _whole(value: object) -> int | None:
-    number = _number(value)
-    return None if number is None else round(number)
-
-
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
 def _bounds(value: object) -> tuple[float | None, float | None]:
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        return _number(value[0]), _number(value[1])
+        return finite_number(value[0]), finite_number(value[1])
     return None, None
 
 
@@ -258,8 +237,8 @@ def walkforward_runs(settings: Settings) -> list[WalkForwardRow]:
     rows = []
     for run in _runs(settings):
         summary = _summary(run)
-        oos = _dig(summary, "oos")
-        low, high = _bounds(_dig(oos, "sharpe_ci"))
+        oos = dig(summary, "oos")
+        low, high = _bounds(dig(oos, "sharpe_ci"))
         rows.append(
             WalkForwardRow(
                 run_id=run.id,
@@ -269,31 +248,31 @@ def walkforward_runs(settings: Settings) -> list[WalkForwardRow]:
                 feature_set=_text(summary.get("feature_set")),
                 model=_text(summary.get("model")),
                 scheme=_text(summary.get("scheme")),
-                sharpe=_number(_dig(oos, "sharpe")),
+                sharpe=finite_number(dig(oos, "sharpe")),
                 sharpe_ci_low=low,
                 sharpe_ci_high=high,
-                psr=_number(_dig(oos, "psr")),
-                dsr=_number(_dig(oos, "dsr")),
-                pbo=_number(summary.get("pbo")),
-                spa_vs_flat_p=_number(_dig(oos, "spa", "vs_flat_p")),
-                spa_vs_buy_and_hold_p=_number(_dig(oos, "spa", "vs_buy_and_hold_p")),
-                spa_models_vs_flat_p=_number(_dig(oos, "spa", "models_vs_flat_p")),
-                n_trades=_whole(_dig(oos, "n_trades")),
-                total_return=_number(_dig(oos, "total_return")),
-                model_version=_whole(summary.get("model_version")),
+                psr=finite_number(dig(oos, "psr")),
+                dsr=finite_number(dig(oos, "dsr")),
+                pbo=finite_number(summary.get("pbo")),
+                spa_vs_flat_p=finite_number(dig(oos, "spa", "vs_flat_p")),
+                spa_vs_buy_and_hold_p=finite_number(dig(oos, "spa", "vs_buy_and_hold_p")),
+                spa_models_vs_flat_p=finite_number(dig(oos, "spa", "models_vs_flat_p")),
+                n_trades=whole_number(dig(oos, "n_trades")),
+                total_return=finite_number(dig(oos, "total_return")),
+                model_version=whole_number(summary.get("model_version")),
             )
         )
     return rows
 
 
 def _figures(summary: Mapping[str, Any], mean_return: float | None) -> tuple[FigureRow, ...]:
-    oos = _dig(summary, "oos")
+    oos = dig(summary, "oos")
 
     def row(
         figure: str, unit: Unit, *keys: str, interval: tuple[str, ...] = (), value: object = None
     ) -> FigureRow:
-        low, high = _bounds(_dig(oos, *interval)) if interval else (None, None)
-        found = _number(_dig(oos, *keys)) if keys else _number(value)
+        low, high = _bounds(dig(oos, *interval)) if interval else (None, None)
+        found = finite_number(dig(oos, *keys)) if keys else finite_number(value)
         return FigureRow(figure=figure, unit=unit, value=found, low=low, high=high)
 
     return (
@@ -313,7 +292,7 @@ def _figures(summary: Mapping[str, Any], mean_return: float | None) -> tuple[Fig
         row("Newey-West t", "ratio", "newey_west_t"),
         row("Newey-West p", "probability", "newey_west_p"),
         row("Trades", "count", "n_trades"),
-        row("Trials (total)", "count", value=_dig(summary, "trials", "total")),
+        row("Trials (total)", "count", value=dig(summary, "trials", "total")),
         row("Min track record (bars)", "count", "min_track_record_bars"),
     )
 
@@ -324,16 +303,16 @@ def _folds(summary: Mapping[str, Any]) -> tuple[FoldRow, ...]:
         return ()
     return tuple(
         FoldRow(
-            fold=_whole(fold.get("fold")),
+            fold=whole_number(fold.get("fold")),
             train_start=_text(fold.get("train_start")),
             train_end=_text(fold.get("train_end")),
             test_start=_text(fold.get("test_start")),
             test_end=_text(fold.get("test_end")),
-            test_rows=_whole(fold.get("test_rows")),
-            sharpe=_number(fold.get("sharpe")),
-            total_return=_number(fold.get("total_return")),
-            auc=_number(fold.get("auc")),
-            logloss=_number(fold.get("logloss")),
+            test_rows=whole_number(fold.get("test_rows")),
+            sharpe=finite_number(fold.get("sharpe")),
+            total_return=finite_number(fold.get("total_return")),
+            auc=finite_number(fold.get("auc")),
+            logloss=finite_number(fold.get("logloss")),
         )
         for fold in folds
         if isinstance(fold, Mapping)
@@ -350,9 +329,9 @@ def _oos(store: BacktestStore, run: StoredRun) -> pl.DataFrame | None:
 def _charts(run: StoredRun, summary: Mapping[str, Any], table: pl.DataFrame) -> dict[str, Any]:
     from pipelines.evaluate.report import walkforward_figures
 
-    cash = _number(_dig(run.record, "config", "backtest", "cash"))
+    cash = finite_number(dig(run.record, "config", "backtest", "cash"))
     if cash is None:
-        cash = _number(_dig(summary, "oos", "initial_cash")) or 0.0
+        cash = finite_number(dig(summary, "oos", "initial_cash")) or 0.0
     figures = walkforward_figures(
         summary,
         ts=table["ts"].dt.epoch("ns").to_numpy(),
@@ -394,14 +373,14 @@ def walkforward_detail(settings: Settings, run_id: str) -> WalkForwardDetail:
     ]
     path = _report_file(store, run)
     table = _oos(store, run)
-    mean = None if table is None or table.height == 0 else _number(table["return"].mean())
+    mean = None if table is None or table.height == 0 else finite_number(table["return"].mean())
     return WalkForwardDetail(
         run_id=run.id,
         title=" · ".join(parts),
         created=_text(run.record.get("created")),
         mlflow_run_id=_text(summary.get("mlflow_run_id")),
-        model_version=_whole(summary.get("model_version")),
-        ci_level=_number(_dig(summary, "oos", "ci_level")),
+        model_version=whole_number(summary.get("model_version")),
+        ci_level=finite_number(dig(summary, "oos", "ci_level")),
         figures=_figures(summary, mean),
         folds=_folds(summary),
         charts={} if table is None else _charts(run, summary, table),
@@ -576,7 +555,11 @@ def feature_importance(settings: Settings, run_id: str) -> FeatureImportance:
     pairs = [(str(k), v) for k, v in (raw.items() if isinstance(raw, dict) else ())]
     values = tuple(
         sorted(
-            ((name, number) for name, value in pairs if (number := _number(value)) is not None),
+            (
+                (name, number)
+                for name, value in pairs
+                if (number := finite_number(value)) is not None
+            ),
             key=lambda item: -item[1],
         )
     )
