@@ -167,6 +167,52 @@ class ModelVersionInfo:
     tags: dict[str, str]
     created: datetime
 
+    @property
+    def promotion(self) -> PromotionRecord | None:
+        """Return the last promotion decision about this version, from its tags, or None."""
+        tags = self.tags
+        if "promotion.at" not in tags:
+            return None
+        return PromotionRecord(
+            decision=tags.get("promotion.decision", "?"), reason=tags.get("promotion.reason", ""),
+            at=tags["promotion.at"], previous_champion=tags.get(PREVIOUS_CHAMPION_TAG),
+        )  # fmt: skip
+
+    @property
+    def rollback(self) -> RollbackRecord | None:
+        """Return the last rollback this version took part in, from its tags, or None."""
+        tags = self.tags
+        if "rollback.at" not in tags:
+            return None
+        return RollbackRecord(
+            at=tags["rollback.at"], who=tags.get("rollback.who", "?"),
+            why=tags.get("rollback.why", ""), moved=tags.get("rollback.from", "?"),
+            restored=tags.get("rollback.to", "?"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """A promotion decision as the challenger's tags keep it: ``promoted`` or ``rejected``, why,
+    when (ISO UTC) and the champion it replaced, if any."""
+
+    decision: str
+    reason: str
+    at: str
+    previous_champion: str | None
+
+
+@dataclass(frozen=True)
+class RollbackRecord:
+    """A rollback as both versions' tags keep it: ``champion`` moved off version ``moved`` back
+    to version ``restored``, when (ISO UTC), by whom and why."""
+
+    at: str
+    who: str
+    why: str
+    moved: str
+    restored: str
+
 
 @dataclass(frozen=True)
 class RollbackDecision:

@@ -157,22 +157,20 @@ def _registry_activity(versions: list[ModelVersionInfo]) -> Iterator[ActivityRow
         label = f"{v.name} v{v.version}"
         scores = ", ".join(f"{k} {_number(v.scores.get(k))}" for k in ("dsr", "psr", "sharpe"))
         yield ActivityRow(at=iso_z(v.created), kind="model registered", name=label, outcome=scores)
-        if "promotion.at" in v.tags:
+        promotion, rollback = v.promotion, v.rollback
+        if promotion is not None:
             yield ActivityRow(
-                at=v.tags["promotion.at"],
+                at=promotion.at,
                 kind="promotion",
                 name=label,
-                outcome=v.tags.get("promotion.reason", v.tags.get("promotion.decision", "")),
+                outcome=promotion.reason or promotion.decision,
             )
-        if v.tags.get("rollback.from") == str(v.version) and "rollback.at" in v.tags:
+        if rollback is not None and rollback.moved == str(v.version):
             yield ActivityRow(
-                at=v.tags["rollback.at"],
+                at=rollback.at,
                 kind="rollback",
                 name=label,
-                outcome=(
-                    f"champion back to v{v.tags.get('rollback.to', '?')} by "
-                    f"{v.tags.get('rollback.who', '?')}: {v.tags.get('rollback.why', '')}"
-                ),
+                outcome=f"champion back to v{rollback.restored} by {rollback.who}: {rollback.why}",
             )
 
 
@@ -385,40 +383,28 @@ def _champions(versions: list[ModelVersionInfo]) -> tuple[ChampionRow, ...]:
 
 
 def _promotions(versions: list[ModelVersionInfo]) -> list[DecisionRow]:
-    return sorted(
-        (
-            DecisionRow(
-                name=v.name,
-                version=v.version,
-                at=v.tags["promotion.at"],
-                decision=v.tags.get("promotion.decision", "?"),
-                reason=v.tags.get("promotion.reason", ""),
-            )
-            for v in versions
-            if "promotion.at" in v.tags
-        ),
-        key=lambda d: d.at,
-        reverse=True,
-    )
+    rows = [
+        DecisionRow(name=v.name, version=v.version, at=p.at, decision=p.decision, reason=p.reason)
+        for v in versions
+        if (p := v.promotion) is not None
+    ]
+    return sorted(rows, key=lambda d: d.at, reverse=True)
 
 
 def _rollbacks(versions: list[ModelVersionInfo]) -> list[DecisionRow]:
-    return sorted(
-        (
-            DecisionRow(
-                name=v.name,
-                version=v.version,
-                at=v.tags["rollback.at"],
-                decision=f"champion v{v.tags['rollback.from']} -> v{v.tags.get('rollback.to', '?')}",
-                reason=v.tags.get("rollback.why", ""),
-                who=v.tags.get("rollback.who", ""),
-            )
-            for v in versions
-            if "rollback.at" in v.tags and v.tags.get("rollback.from") == str(v.version)
-        ),
-        key=lambda d: d.at,
-        reverse=True,
-    )
+    rows = [
+        DecisionRow(
+            name=v.name,
+            version=v.version,
+            at=r.at,
+            decision=f"champion v{r.moved} -> v{r.restored}",
+            reason=r.why,
+            who=r.who,
+        )
+        for v in versions
+        if (r := v.rollback) is not None and r.moved == str(v.version)
+    ]
+    return sorted(rows, key=lambda d: d.at, reverse=True)
 
 
 def retrain_and_promotion(settings: Settings) -> RetrainView:

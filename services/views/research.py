@@ -418,17 +418,17 @@ def _store_problem(settings: Settings, exc: BaseException) -> str:
     return f"cannot read the MLflow store {where}: {detail}"
 
 
-def _rollback(tags: Mapping[str, str], version: int) -> str | None:
-    if "rollback.at" not in tags:
+def _rollback(info: ModelVersionInfo) -> str | None:
+    done = info.rollback
+    if done is None:
         return None
-    moved, back = tags.get("rollback.from", "?"), tags.get("rollback.to", "?")
-    what = f"rolled back to v{back}" if moved == str(version) else f"restored from v{moved}"
-    who, at, why = tags.get("rollback.who", "?"), tags["rollback.at"], tags.get("rollback.why")
-    return f"{what} by {who} at {at}" + (f": {why}" if why else "")
+    moved = done.moved == str(info.version)
+    what = f"rolled back to v{done.restored}" if moved else f"restored from v{done.moved}"
+    return f"{what} by {done.who} at {done.at}" + (f": {done.why}" if done.why else "")
 
 
 def _version_row(info: ModelVersionInfo) -> VersionRow:
-    tags, scores = info.tags, info.scores
+    tags, scores, promotion = info.tags, info.scores, info.promotion
     return VersionRow(
         name=info.name,
         version=info.version,
@@ -443,11 +443,11 @@ def _version_row(info: ModelVersionInfo) -> VersionRow:
         dsr=scores.get("dsr"),
         total_return=scores.get("total_return"),
         max_drawdown=scores.get("max_drawdown"),
-        promotion=tags.get("promotion.decision"),
-        promotion_reason=tags.get("promotion.reason"),
-        promotion_at=tags.get("promotion.at"),
-        previous_champion=tags.get("promotion.previous_champion"),
-        rollback=_rollback(tags, info.version),
+        promotion=None if promotion is None else promotion.decision,
+        promotion_reason=None if promotion is None else promotion.reason,
+        promotion_at=None if promotion is None else promotion.at,
+        previous_champion=None if promotion is None else promotion.previous_champion,
+        rollback=_rollback(info),
         live_gate=tags.get("live_gate.decision"),
         live_gate_reason=tags.get("live_gate.reason"),
     )

@@ -627,6 +627,25 @@ def test_run_experiment_names_the_runs_experiment_and_unknown_run_raises(desk: D
         desk.registry.run_experiment("f" * 32)
 
 
+def test_promotion_and_rollback_read_back_from_the_versions_tags(desk: Desk) -> None:
+    _register(desk, "cycle", {"dsr": 0.5, "sharpe_ci_low": 0.1})
+    desk.registry.promote("cycle", PromotionRule())
+    _register(desk, "cycle", {"dsr": 0.9, "sharpe_ci_low": 0.3})
+    desk.registry.promote("cycle", PromotionRule())
+
+    desk.registry.rollback("cycle", who="ann", why="drift on atr")
+
+    first, second = sorted(desk.registry.list_versions("cycle"), key=lambda v: v.version)
+    promoted = second.promotion
+    assert promoted is not None and promoted.decision == "promoted"
+    assert promoted.previous_champion == "1" and promoted.at.endswith("Z")
+    for version in (first, second):
+        done = version.rollback
+        assert done is not None
+        assert (done.moved, done.restored, done.who, done.why) == ("2", "1", "ann", "drift on atr")
+    assert "champion" in first.aliases
+
+
 def test_set_version_tags_replaces_and_adds(desk: Desk) -> None:
     _register(desk, "tagged", {"dsr": 0.1})
 

@@ -234,9 +234,12 @@ def test_registered_models_champion_first_with_promotion_and_rollback(
     }
     registry.versions = [
         _version(3, ("challenger",), **{"promotion.decision": "rejected",
-                                        "promotion.reason": "rejected: psr 0.9 below minimum 0.95"}),
-        _version(2, (), **{"promotion.decision": "promoted"}, **rollback),
+                                        "promotion.reason": "rejected: psr 0.9 below minimum 0.95",
+                                        "promotion.at": "2026-01-04T00:00:00Z"}),
+        _version(2, (), **{"promotion.decision": "promoted", "promotion.at": "2026-01-03T00:00:00Z"},
+                 **rollback),
         _version(1, ("champion",), **{"promotion.decision": "promoted",
+                                      "promotion.at": "2026-01-02T00:00:00Z",
                                       "promotion.previous_champion": "none"}, **rollback),
     ]  # fmt: skip
 
