@@ -196,25 +196,39 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 
 
 def click_button(driver: Any, label: str, timeout: float = 15) -> None:
-    """Click the first button whose text is ``label`` once it is shown and enabled."""
+    """Click the first button whose text is ``label`` once it is shown and enabled (found again
+    when a rerun of the page replaced it in between)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
     path = f"//button[normalize-space(.)='{label}']"
-    WebDriverWait(driver, timeout).until(ready.element_to_be_clickable((By.XPATH, path))).click()
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    for attempt in range(3):
+        try:
+            wait.until(ready.element_to_be_clickable((By.XPATH, path))).click()
+            return
+        except StaleElementReferenceException:
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
 
 
-def type_into(driver: Any, label: str, text: str, timeout: float = 15) -> None:
-    """Type ``text`` into the input labelled ``label``."""
+def type_into(driver: Any, label: str, text: str, timeout: float = 15, enter: bool = False) -> None:
+    """Type ``text`` into the input labelled ``label``; with ``enter``, press Enter so the page
+    takes the value (a widget outside a form) and wait for the rerun it starts."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
     path = f"//input[@aria-label='{label}']"
     field = WebDriverWait(driver, timeout).until(ready.element_to_be_clickable((By.XPATH, path)))
     field.clear()
-    field.send_keys(text)
+    field.send_keys(text + (Keys.ENTER if enter else ""))
+    if enter:
+        wait_idle(driver)
 
 
 def wait_idle(driver: Any, timeout: float = 30) -> None:

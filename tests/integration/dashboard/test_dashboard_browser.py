@@ -59,7 +59,7 @@ def test_every_page_renders_in_chromium_with_its_sections_and_controls_work_afte
         type_into(driver, "Password", PASSWORD)
         click_button(driver, "Log in")
         wait_idle(driver)
-        type_into(driver, "Why (recorded with the action)", "from the browser")
+        type_into(driver, "Why (recorded with the action)", "from the browser", enter=True)
         click_button(driver, "Pause")
         wait_idle(driver)
         driver.save_screenshot(str(shots / "controls-after-pause.png"))
