@@ -39,6 +39,29 @@ def warm_up(settings: Settings) -> None:
     than the others."""
     for name in _MODULES:
         import_module(name)
+    _draw_once()
     from services.models import read_registry
 
     read_registry(settings)
+
+
+def _draw_once() -> None:
+    """Measure a small equity curve and draw one small figure of each kind the pages show, in
+    the reports' layout: the compiled metrics and Plotly load their code on first use."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from pipelines.backtest.metrics import performance
+    from pipelines.report_kit import chart_layout
+
+    hours = np.arange(48, dtype=np.int64) * 3_600_000_000_000
+    equity = 100_000.0 + np.cumsum(np.sin(np.arange(48.0)))
+    performance(equity, ts=hours, bars_per_year=6_240.0, initial_cash=100_000.0)
+
+    traces = (
+        go.Scatter(x=[0, 1], y=[0, 1]), go.Bar(x=[0, 1], y=[1, 2]), go.Histogram(x=[0, 1]),
+        go.Heatmap(z=[[0, 1], [1, 0]]),
+        go.Candlestick(x=[0, 1], open=[1, 1], high=[2, 2], low=[0, 0], close=[1, 1]),
+    )  # fmt: skip
+    for trace in traces:
+        chart_layout(go.Figure(trace), y_title="y", x_title="x").to_plotly_json()
