@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
 #: ``strftime`` pattern of an instant in a run id: compact, sortable, second resolution.
 COMPACT = "%Y%m%dT%H%M%S"
+#: ``strftime`` patterns of MetaTrader's local times (its history exports, its bridge's replies).
+MT4_DAY = "%Y.%m.%d"
+MT4_MINUTES = "%Y.%m.%d %H:%M"
+MT4_SECONDS = "%Y.%m.%d %H:%M:%S"
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -21,6 +21,7 @@ import polars as pl
 from core.clocks import BROKER, UTC, Clock, parse_clock
 from core.errors import DataError, UsageError
 from core.timeframes import Timeframe, parse_timeframe
+from core.times import MT4_MINUTES
 from core.types import Side, SourceFormat, VolumeKind
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -234,7 +235,7 @@ def parse_mt4_csv(source: RawSource) -> ParsedSource:
     """
     names = ["date", "time", "open", "high", "low", "close", "volume"]
     both = pl.concat_str([pl.col("date"), pl.col("time")], separator=" ")
-    fast = _fast_frame(source.data, ",", names, both, "%Y.%m.%d %H:%M")
+    fast = _fast_frame(source.data, ",", names, both, MT4_MINUTES)
     if fast is not None:
         return ParsedSource(
             name=source.name, format="mt4-csv", frame=_finish(fast, []), clock=BROKER,
@@ -244,7 +245,7 @@ def parse_mt4_csv(source: RawSource) -> ParsedSource:
     lines = _split(read_lines(source.data), ",")
     time_text = pl.concat_str([_field(0), _field(1)], separator=" ")
     frame = lines.with_columns(
-        ts_local=time_text.str.to_datetime("%Y.%m.%d %H:%M", strict=False, time_unit="us"),
+        ts_local=time_text.str.to_datetime(MT4_MINUTES, strict=False, time_unit="us"),
         open=_number(_field(2)),
         high=_number(_field(3)),
         low=_number(_field(4)),

@@ -23,6 +23,7 @@ RULES = [
     ("a folder or file under SOLODESK_HOME", r"\.home\s*/", "core/settings.py"),
     ("reading params.yaml", r"yaml\.safe_load|yaml\.load\(", "core/params.py"),
     ("the ISO-8601 time format", r"%Y-%m-%dT|isoformat\([^)]*\)\.replace", "core/times.py"),
+    ("MetaTrader's local time format", r"%Y\.%m\.%d %H", "core/times.py"),
     ("the random part of a run id", r"token_hex|uuid4\(\)\.hex", "core/ids.py"),
     ("finding a stored series by symbol and timeframe", r"\.key\.symbol ==", "feature_store/series.py"),
     ("the reports' page style", r"<style>", "pipelines/report_kit.py"),
