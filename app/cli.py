@@ -22,6 +22,7 @@ from app.commands import (
     flows,
     ingest,
     models,
+    mt4,
     notify,
     research,
     serve,
@@ -85,6 +86,7 @@ app.add_typer(notify.app, name="notify")
 app.add_typer(flows.app, name="flows")
 app.add_typer(dashboard.app, name="dashboard")
 app.add_typer(trading.risk_app, name="risk")
+app.add_typer(mt4.app, name="mt4")
 
 
 def main(args: list[str] | None = None) -> None:

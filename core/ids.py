@@ -33,6 +33,7 @@ RUN_PREFIXES = {
     "walkforward": "wf",
     "train": "tr",
     "paper": "pp",
+    "mt4_sim": "ms",
 }
 
 #: The longest client order id: it must fit an MT4 order comment.

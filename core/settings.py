@@ -355,6 +355,10 @@ class Settings(BaseSettings):
         """Return the alert log: every notice the desk raised, one JSON line each."""
         return self.state_dir / "notices.jsonl"
 
+    def mt4_sim_dir(self, run: str) -> Path:
+        """Return the folder of one MT4 simulator run (its trade history), ``mt4-sim/<run>``."""
+        return self.home / "mt4-sim" / run
+
     @property
     def bench_dir(self) -> Path:
         """Return where benchmarks write their results, ``SOLODESK_HOME/bench``."""

@@ -24,6 +24,8 @@ WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         ("portfolio", "pf"),
         ("walkforward", "wf"),
         ("train", "tr"),
+        ("paper", "pp"),
+        ("mt4_sim", "ms"),
     ],
 )
 def test_new_run_id_every_kind_has_the_one_format(kind: str, prefix: str) -> None:
@@ -41,7 +43,7 @@ def test_new_run_id_prefixes_cover_every_kind_once() -> None:
     # Assert
     assert set(RUN_PREFIXES) == {
         "ingest", "resample", "backtest", "sweep", "portfolio", "walkforward", "train",
-        "paper",
+        "paper", "mt4_sim",
     }  # fmt: skip
     assert len(set(prefixes)) == len(prefixes)
 

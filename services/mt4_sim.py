@@ -1,0 +1,479 @@
+"""The MT4 simulator: a process that binds the expert advisor's three sockets and behaves as
+the EA does, in both dialects, over stored bars.
+
+``run_simulator`` is load (each symbol's stored bars, :func:`feature_store.series.load_series`)
+-> ticks (:func:`execution.brokers.mt4.replay.bar_ticks`, merged in time order) -> bind
+(:class:`execution.brokers.mt4.sockets.BridgeSockets`, the ready line) -> loop: answer commands
+until the next tick is due on the :class:`~execution.brokers.mt4.replay.ReplayClock`, publish
+it, let the :class:`~execution.brokers.mt4.terminal.SimTerminal` trigger orders on it; after
+the last tick keep answering and republish the last quotes every second. Closed trades are
+written to ``SOLODESK_HOME/mt4-sim/<run>/history.parquet`` as they close.
+
+Published market data follows the TRACK command that set the list: quotes of tracked symbols
+when the bid or the ask changes; for tracked rates, the bar that has just opened (its open as
+all four prices, tick volume 1) and, in the extended dialect, first the bar just closed, whole,
+as the ticks made it. Bars of any timeframe up to D1 are cut from the ticks on the broker clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import UsageError
+from core.ids import new_run_id
+from core.settings import Settings
+from core.timeframes import Timeframe
+from core.times import ns_from_utc, utc_from_ns
+from core.types import Instrument
+from execution.brokers.mt4.protocol import (
+    BAD_COMMAND,
+    Dialect,
+    HelloCommand,
+    HistCommand,
+    MT4Bar,
+    ProtocolError,
+    Reply,
+    TrackPricesCommand,
+    TrackRatesCommand,
+    error_reply,
+    format_rate,
+    format_reply,
+    format_tick,
+    hello_reply,
+    hist_reply,
+    mt4_datetime,
+    parse_command,
+    track_prices_reply,
+    track_rates_reply,
+)
+from execution.brokers.mt4.replay import FaultPlan, ReplayClock, bar_ticks, frame_batch, tick_spread
+from execution.brokers.mt4.sockets import DEFAULT_PORTS, BridgeSockets
+from execution.brokers.mt4.terminal import SimTerminal, TerminalConfig
+from feature_store.series import SIDE_PREFERENCE, find_series, load_series, series_clock
+from feature_store.store import BarStore
+
+logger = logging.getLogger(__name__)
+
+#: The kind of run a simulator run's id is made for (:func:`core.ids.new_run_id`).
+RUN_KIND = "mt4_sim"
+#: After the last tick, the last quotes are published again this often (seconds).
+REPUBLISH_SECONDS = 1.0
+#: The longest the loop waits before looking at its stop event again (seconds).
+_POLL_SLICE = 0.05
+_DAY_MINUTES = 1440
+
+
+class SimOptions(BaseModel):
+    """What ``solodesk mt4 sim`` is started with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbols: tuple[str, ...] = Field(min_length=1)
+    timeframe: Timeframe
+    start: datetime | None = None
+    end: datetime | None = None
+    speed: float | None = Field(default=1.0, gt=0)
+    spread: str = "data"
+    host: str = "127.0.0.1"
+    ports: tuple[int, int, int] = DEFAULT_PORTS
+    cash: float = Field(default=10_000.0, gt=0)
+    leverage: int = Field(default=30, gt=0)
+    faults: tuple[str, ...] = ()
+    seed: int = 0
+    max_orders: int | None = Field(default=None, ge=0)
+    max_lot_size: float | None = Field(default=None, gt=0)
+
+
+class SimSummary(BaseModel):
+    """A simulator run when it stopped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run: str
+    ports: tuple[int, int, int]
+    ticks: int
+    ticks_published: int
+    commands_answered: int
+    faults_struck: dict[str, int]
+    trades_closed: int
+    history: str
+
+
+@dataclass
+class _Replay:
+    """The merged tick stream of every symbol."""
+
+    ts: np.ndarray
+    symbol: np.ndarray  # index into ``symbols``
+    bid: np.ndarray
+    ask: np.ndarray
+    symbols: tuple[str, ...]
+    instruments: dict[str, Instrument]
+    spread_points: dict[str, int]
+
+
+@dataclass
+class _Publisher:
+    """What is published and how: tracked lists, their dialects, sequence numbers, faults."""
+
+    sockets: BridgeSockets
+    faults: FaultPlan
+    prices: tuple[str, ...] = ()
+    prices_dialect: Dialect = Dialect.LEGACY
+    rates: tuple[tuple[str, Timeframe], ...] = ()
+    rates_dialect: Dialect = Dialect.LEGACY
+    seq: dict[str, int] = field(default_factory=dict)
+    last_quote: dict[str, tuple[float, float]] = field(default_factory=dict)
+    sent_quote: dict[str, tuple[float, float]] = field(default_factory=dict)
+    bars: dict[tuple[str, Timeframe], tuple[int, list[float], int]] = field(default_factory=dict)
+    held: str | None = None
+    published: int = 0
+
+    def next_seq(self, topic: str, dialect: Dialect) -> int | None:
+        if dialect is Dialect.LEGACY:
+            return None
+        n = self.seq.get(topic, 0) + 1
+        self.seq[topic] = n
+        return n
+
+    def send(self, text: str, *, tick: bool) -> None:
+        if tick and self.faults.reorder_tick() and self.held is None:
+            self.held = text
+            return
+        self._out(text)
+        if tick and self.faults.duplicate_tick():
+            self._out(text)
+        if self.held is not None and text != self.held:
+            held, self.held = self.held, None
+            self._out(held)
+
+    def _out(self, text: str) -> None:
+        self.sockets.publish(text)
+        self.published += 1
+
+
+def run_simulator(
+    settings: Settings,
+    options: SimOptions,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> SimSummary:
+    """Run the MT4 simulator until ``stop`` is set; return what it did.
+
+    ``on_ready`` gets the ready line (:func:`execution.brokers.mt4.sockets.ready_line`) once the
+    sockets are bound.
+
+    Raises
+    ------
+    UsageError
+        If a symbol's series is not stored, the spread cannot be had, or a fault is misspelt.
+    SolodeskError
+        If a socket cannot be bound.
+    """
+    stop = stop or threading.Event()
+    faults = FaultPlan.parse(options.faults, seed=options.seed)
+    replay = _load_replay(settings, options)
+    terminal = SimTerminal(
+        TerminalConfig(
+            cash=options.cash, leverage=options.leverage, currency=settings.account_currency,
+            max_orders=options.max_orders, max_lot_size=options.max_lot_size,
+        ),
+        replay.instruments,
+        faults=faults,
+    )  # fmt: skip
+    run = new_run_id(RUN_KIND)
+    history_path = settings.mt4_sim_dir(run) / "history.parquet"
+    sockets = BridgeSockets(options.host, options.ports)
+    ports = sockets.ports
+    if on_ready is not None:
+        on_ready(sockets.ready_line())
+    clock = ReplayClock(options.speed)
+    pub = _Publisher(sockets, faults)
+    server = _Server(settings, replay, terminal, pub, clock)
+    delayed: list[tuple[float, str]] = []
+    answered = 0
+    written = 0
+    i, n = 0, len(replay.ts)
+    last_republish = time.monotonic()
+    try:
+        while not stop.is_set():
+            now_wall = time.monotonic()
+            for due, late in [d for d in delayed if d[0] <= now_wall]:
+                delayed.remove((due, late))
+                answered += bool(pub.sockets.reply(late))
+            wait = clock.due_in(int(replay.ts[i])) if i < n else _POLL_SLICE
+            text = pub.sockets.poll(min(wait, _POLL_SLICE))
+            if text is not None:
+                down = faults.disconnect()
+                if down:
+                    pub.sockets = _rebind(pub.sockets, options.host, ports, down, stop)
+                    continue
+                reply = server.answer(text)
+                if faults.drop_reply():
+                    continue
+                delay = faults.delay_reply()
+                if delay:
+                    delayed.append((time.monotonic() + delay, reply))
+                else:
+                    answered += bool(pub.sockets.reply(reply))
+            elif i < n and clock.due_in(int(replay.ts[i])) <= 0:
+                server.tick(i)
+                i += 1
+            elif i >= n and time.monotonic() - last_republish >= REPUBLISH_SECONDS:
+                last_republish = time.monotonic()
+                server.republish()
+            if len(terminal.history) != written:
+                written = len(terminal.history)
+                _write_history(terminal, history_path)
+    finally:
+        pub.sockets.close()
+    return SimSummary(
+        run=run, ports=ports, ticks=i, ticks_published=server.quotes_published,
+        commands_answered=answered,
+        faults_struck={k.value: v for k, v in faults.struck.items() if v},
+        trades_closed=len(terminal.history), history=str(history_path),
+    )  # fmt: skip
+
+
+def _rebind(
+    sockets: BridgeSockets, host: str, ports: tuple[int, int, int], seconds: float,
+    stop: threading.Event,
+) -> BridgeSockets:  # fmt: skip
+    sockets.close()
+    stop.wait(seconds)
+    return BridgeSockets(host, ports)
+
+
+def _write_history(terminal: SimTerminal, path: object) -> None:
+    from pathlib import Path
+
+    target = Path(str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_suffix(".tmp")
+    terminal.history_frame().write_parquet(scratch)
+    scratch.replace(target)
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def _load_replay(settings: Settings, options: SimOptions) -> _Replay:
+    names: list[str] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    instruments: dict[str, Instrument] = {}
+    spread_points: dict[str, int] = {}
+    for k, symbol in enumerate(options.symbols):
+        data = load_series(settings, symbol, options.timeframe, None, options.start, options.end)
+        inst = data.instrument
+        name = symbol.upper()
+        if name in instruments:
+            raise UsageError(f"--symbols names {name} twice: give each symbol once")
+        spread = tick_spread(options.spread, inst)
+        batch = frame_batch(
+            data.bars, options.timeframe, series_clock(data.info, settings.registry)
+        )
+        ticks = bar_ticks(batch, spread=spread, side=data.key.side, digits=inst.digits)
+        names.append(name)
+        instruments[name] = inst
+        if spread is None:
+            column = data.bars["spread"].drop_nulls()
+            spread = float(column.median() or 0.0) if column.len() else 0.0  # type: ignore[arg-type]
+        spread_points[name] = round(spread * 10**inst.digits)
+        parts.append((ticks.ts, np.full(len(ticks), k), ticks.bid, ticks.ask))
+    ts = np.concatenate([p[0] for p in parts])
+    order = np.argsort(ts, kind="stable")
+    return _Replay(
+        ts=ts[order],
+        symbol=np.concatenate([p[1] for p in parts])[order],
+        bid=np.concatenate([p[2] for p in parts])[order],
+        ask=np.concatenate([p[3] for p in parts])[order],
+        symbols=tuple(names),
+        instruments=instruments,
+        spread_points=spread_points,
+    )
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+class _Server:
+    """Answers commands and publishes ticks: the EA's side, minus the sockets' loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        replay: _Replay,
+        terminal: SimTerminal,
+        pub: _Publisher,
+        clock: ReplayClock,
+    ) -> None:
+        self.settings = settings
+        self.replay = replay
+        self.terminal = terminal
+        self.pub = pub
+        self.clock = clock
+        self.store = BarStore(settings.store_dir)
+        self.quotes_published = 0
+
+    def now(self) -> datetime:
+        if not self.clock.started and len(self.replay.ts):
+            return utc_from_ns(int(self.replay.ts[0]))
+        return self.clock.now()
+
+    # -- commands -------------------------------------------------------------------------
+
+    def answer(self, text: str) -> str:
+        try:
+            command = parse_command(text)
+        except ProtocolError as exc:
+            dialect = Dialect.LEGACY if exc.request_id is None else Dialect.EXTENDED
+            bad = error_reply(exc.verb or "", BAD_COMMAND)
+            return format_reply(bad, dialect, request_id=exc.request_id)
+        dialect = Dialect.LEGACY if command.request_id is None else Dialect.EXTENDED
+        now = self.now()
+        reply: Reply
+        if isinstance(command, HelloCommand):
+            reply = hello_reply(
+                version=command.version, client_id=command.client_id, server_time=now
+            )
+        elif isinstance(command, HistCommand):
+            reply = self._hist(command, now)
+        elif isinstance(command, TrackPricesCommand):
+            reply = self._track_prices(command.symbols, dialect)
+        elif isinstance(command, TrackRatesCommand):
+            reply = self._track_rates(command.rates, dialect)
+        else:
+            reply = self.terminal.handle(command, now)
+        return format_reply(reply, dialect, request_id=command.request_id)
+
+    def _hist(self, command: HistCommand, now: datetime) -> Reply:
+        start, end = command.utc_range()
+        end = min(end, now)
+        registry = self.settings.registry
+        try:
+            info = find_series(
+                self.store, registry, command.symbol, command.timeframe, prefer=SIDE_PREFERENCE
+            )
+        except UsageError:
+            return hist_reply(command.symbol, command.timeframe, [])
+        if end < start:
+            return hist_reply(command.symbol, command.timeframe, [])
+        frame = self.store.read(info.key, start, end + timedelta(microseconds=1), info=info)
+        digits = registry.get(info.key.symbol).digits
+        return hist_reply(command.symbol, command.timeframe, _mt4_bars(frame, digits))
+
+    def _track_prices(self, symbols: tuple[str, ...], dialect: Dialect) -> Reply:
+        known = tuple(s for s in dict.fromkeys(symbols) if s in self.replay.instruments)
+        errors = [s for s in symbols if s not in self.replay.instruments]
+        self.pub.prices, self.pub.prices_dialect = known, dialect
+        for symbol in known:
+            self.pub.seq.pop(symbol, None)
+            self.pub.sent_quote.pop(symbol, None)
+        return track_prices_reply(len(known), errors)
+
+    def _track_rates(self, rates: tuple[tuple[str, Timeframe], ...], dialect: Dialect) -> Reply:
+        kept: list[tuple[str, Timeframe]] = []
+        errors: list[str] = []
+        for symbol, timeframe in rates:
+            if symbol in self.replay.instruments and timeframe.minutes <= _DAY_MINUTES:
+                kept.append((symbol, timeframe))
+            else:
+                errors.append(symbol)
+        self.pub.rates, self.pub.rates_dialect = tuple(dict.fromkeys(kept)), dialect
+        for symbol, timeframe in kept:
+            self.pub.seq.pop(f"{symbol}_{timeframe.value}", None)
+            self.pub.bars.pop((symbol, timeframe), None)
+        return track_rates_reply(len(self.pub.rates), errors)
+
+    # -- ticks ----------------------------------------------------------------------------
+
+    def tick(self, i: int) -> None:
+        r = self.replay
+        ns = int(r.ts[i])
+        self.clock.set_ns(ns)
+        symbol = r.symbols[int(r.symbol[i])]
+        bid, ask = float(r.bid[i]), float(r.ask[i])
+        now = utc_from_ns(ns)
+        self.terminal.on_quote(symbol, bid, ask, now)
+        self.pub.last_quote[symbol] = (bid, ask)
+        if symbol in self.pub.prices and self.pub.sent_quote.get(symbol) != (bid, ask):
+            self._publish_quote(symbol, bid, ask)
+        for tracked, timeframe in self.pub.rates:
+            if tracked == symbol:
+                self._rate(symbol, timeframe, bid, now)
+
+    def republish(self) -> None:
+        for symbol in self.pub.prices:
+            if symbol in self.pub.last_quote:
+                self._publish_quote(symbol, *self.pub.last_quote[symbol])
+
+    def _publish_quote(self, symbol: str, bid: float, ask: float) -> None:
+        digits = self.replay.instruments[symbol].digits
+        seq = self.pub.next_seq(symbol, self.pub.prices_dialect)
+        self.pub.send(format_tick(symbol, bid, ask, digits, seq=seq), tick=True)
+        self.pub.sent_quote[symbol] = (bid, ask)
+        self.quotes_published += 1
+
+    def _rate(self, symbol: str, timeframe: Timeframe, bid: float, now: datetime) -> None:
+        # Bars are cut on the broker clock (MT4 datetimes), so a D1 bar opens at its midnight.
+        width = timeframe.minutes * 60
+        bucket = mt4_datetime(now) // width * width
+        key = (symbol, timeframe)
+        current = self.pub.bars.get(key)
+        if current is not None and current[0] == bucket:
+            ohlc, count = current[1], current[2] + 1
+            ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
+            self.pub.bars[key] = (bucket, ohlc, count)
+            return
+        digits = self.replay.instruments[symbol].digits
+        dialect = self.pub.rates_dialect
+        spread = self.replay.spread_points[symbol]
+        opened_at = now - timedelta(seconds=mt4_datetime(now) - bucket)
+        if current is not None and dialect is Dialect.EXTENDED:
+            o, h, lo, c = current[1]
+            closed_at = opened_at - timedelta(seconds=bucket - current[0])
+            bar = MT4Bar(
+                time=closed_at, open=o, high=h, low=lo, close=c, tick_volume=current[2],
+                spread=spread, closed=True,
+            )  # fmt: skip
+            seq = self.pub.next_seq(f"{symbol}_{timeframe.value}", dialect)
+            self.pub.send(format_rate(symbol, timeframe, bar, digits, seq=seq), tick=False)
+        self.pub.bars[key] = (bucket, [bid, bid, bid, bid], 1)
+        bar = MT4Bar(
+            time=opened_at, open=bid, high=bid, low=bid, close=bid, tick_volume=1, spread=spread
+        )
+        seq = self.pub.next_seq(f"{symbol}_{timeframe.value}", dialect)
+        self.pub.send(format_rate(symbol, timeframe, bar, digits, seq=seq), tick=False)
+
+
+def _mt4_bars(frame: pl.DataFrame, digits: int) -> list[MT4Bar]:
+    point = 10.0**-digits
+    has_spread = "spread" in frame.columns
+    out = []
+    for row in frame.iter_rows(named=True):
+        spread = row.get("spread") if has_spread else None
+        ts = row["ts"]
+        if ts.tzinfo is None:
+            ts = utc_from_ns(ns_from_utc(ts))
+        out.append(
+            MT4Bar(
+                time=ts,
+                open=round(row["open"], digits),
+                high=round(row["high"], digits),
+                low=round(row["low"], digits),
+                close=round(row["close"], digits),
+                tick_volume=round(row.get("volume") or 0),
+                spread=0 if spread is None else round(spread / point),
+            )
+        )
+    return out
