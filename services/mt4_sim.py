@@ -5,7 +5,8 @@ the EA does, in both dialects, over stored bars.
 -> ticks (:func:`execution.brokers.mt4.replay.bar_ticks`, merged in time order) -> bind
 (:class:`execution.brokers.mt4.sockets.BridgeSockets`, the ready line) -> loop: answer commands
 until the next tick is due on the :class:`~execution.brokers.mt4.replay.ReplayClock`, publish
-it, let the :class:`~execution.brokers.mt4.terminal.SimTerminal` trigger orders on it; after
+the due ticks in a burst (at most ``_BURST_TICKS`` or ``_BURST_SECONDS`` before the command
+socket is looked at again, so a full-speed replay is not paced by polling), let the :class:`~execution.brokers.mt4.terminal.SimTerminal` trigger orders on it; after
 the last tick keep answering and republish the last quotes every second. Closed trades are
 written to ``SOLODESK_HOME/mt4-sim/<run>/history.parquet`` as they close.
 
@@ -48,6 +49,7 @@ from execution.brokers.mt4.protocol import (
     format_rate,
     format_reply,
     format_tick,
+    from_mt4_datetime,
     hello_reply,
     hist_reply,
     mt4_datetime,
@@ -69,6 +71,10 @@ RUN_KIND = "mt4_sim"
 REPUBLISH_SECONDS = 1.0
 #: The longest the loop waits before looking at its stop event again (seconds).
 _POLL_SLICE = 0.05
+#: Due ticks are published in bursts between two looks at the command socket: at most this
+#: many ticks, or this many wall seconds, so commands are answered within a few milliseconds.
+_BURST_TICKS = 512
+_BURST_SECONDS = 0.005
 _DAY_MINUTES = 1440
 
 
@@ -135,6 +141,8 @@ class _Publisher:
     last_quote: dict[str, tuple[float, float]] = field(default_factory=dict)
     sent_quote: dict[str, tuple[float, float]] = field(default_factory=dict)
     bars: dict[tuple[str, Timeframe], tuple[int, list[float], int]] = field(default_factory=dict)
+    #: The UTC span (ns) of each bar being built, so ticks inside it skip the clock.
+    spans: dict[tuple[str, Timeframe], tuple[int, int]] = field(default_factory=dict)
     held: str | None = None
     published: int = 0
 
@@ -227,8 +235,7 @@ def run_simulator(
                 else:
                     answered += bool(pub.sockets.reply(reply))
             elif i < n and clock.due_in(int(replay.ts[i])) <= 0:
-                server.tick(i)
-                i += 1
+                i = server.burst(i, n)
             elif i >= n and time.monotonic() - last_republish >= REPUBLISH_SECONDS:
                 last_republish = time.monotonic()
                 server.republish()
@@ -393,9 +400,22 @@ class _Server:
         for symbol, timeframe in kept:
             self.pub.seq.pop(f"{symbol}_{timeframe.value}", None)
             self.pub.bars.pop((symbol, timeframe), None)
+            self.pub.spans.pop((symbol, timeframe), None)
         return track_rates_reply(len(self.pub.rates), errors)
 
     # -- ticks ----------------------------------------------------------------------------
+
+    def burst(self, i: int, n: int) -> int:
+        """Publish the due ticks from ``i`` on, up to a burst's worth; return the next one."""
+        ts, due_in = self.replay.ts, self.clock.due_in
+        deadline = time.monotonic() + _BURST_SECONDS
+        end = min(n, i + _BURST_TICKS)
+        while i < end and due_in(int(ts[i])) <= 0:
+            self.tick(i)
+            i += 1
+            if not i % 64 and time.monotonic() >= deadline:
+                break
+        return i
 
     def tick(self, i: int) -> None:
         r = self.replay
@@ -426,10 +446,18 @@ class _Server:
 
     def _rate(self, symbol: str, timeframe: Timeframe, bid: float, now: datetime) -> None:
         # Bars are cut on the broker clock (MT4 datetimes), so a D1 bar opens at its midnight.
-        width = timeframe.minutes * 60
-        bucket = mt4_datetime(now) // width * width
         key = (symbol, timeframe)
         current = self.pub.bars.get(key)
+        ns = ns_from_utc(now)
+        span = self.pub.spans.get(key)
+        if current is not None and span is not None and span[0] <= ns < span[1]:
+            # Still inside the bar being built: no clock conversion needed.
+            ohlc, count = current[1], current[2] + 1
+            ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
+            self.pub.bars[key] = (current[0], ohlc, count)
+            return
+        width = timeframe.minutes * 60
+        bucket = mt4_datetime(now) // width * width
         if current is not None and current[0] == bucket:
             ohlc, count = current[1], current[2] + 1
             ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
@@ -449,6 +477,12 @@ class _Server:
             seq = self.pub.next_seq(f"{symbol}_{timeframe.value}", dialect)
             self.pub.send(format_rate(symbol, timeframe, bar, digits, seq=seq), tick=False)
         self.pub.bars[key] = (bucket, [bid, bid, bid, bid], 1)
+        # The bar ends at the next bucket's wall time: 23 or 25 hours later for a D1 bar
+        # across a change of daylight saving.
+        self.pub.spans[key] = (
+            ns_from_utc(opened_at),
+            ns_from_utc(from_mt4_datetime(bucket + width)),
+        )
         bar = MT4Bar(
             time=opened_at, open=bid, high=bid, low=bid, close=bid, tick_volume=1, spread=spread
         )

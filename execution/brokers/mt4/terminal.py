@@ -468,7 +468,8 @@ class SimTerminal:
 
     def profit(self) -> float:
         """Return the floating P&L of the open trades, account currency."""
-        return round(sum(self.floating(o) for o in self.orders.values()), 2)
+        # Start from 0.0: with nothing open the profit is still a float (0.0), as MT4 writes it.
+        return round(sum((self.floating(o) for o in self.orders.values()), 0.0), 2)
 
     def margin(self) -> float:
         """Return the margin the open trades hold (notional at the open price / leverage)."""
