@@ -142,8 +142,10 @@ def _state(driver: Any) -> dict[str, Any]:
             "  .map(e => e.innerText.slice(0, 500));"
             "const nav = [...document.querySelectorAll('[data-testid=\"stSidebarNav\"] a')]"
             "  .map(a => a.innerText.trim().split('\\n').pop().trim());"
+            "const waiting = document.querySelectorAll('[data-testid=\"stSkeleton\"]').length;"
             "return {state: app ? app.getAttribute('data-test-script-state') : null,"
-            " heads: heads, errors: errors, nav: nav, path: window.location.pathname};"
+            " heads: heads, errors: errors, nav: nav, waiting: waiting,"
+            " path: window.location.pathname};"
         )
     )
 
@@ -151,8 +153,9 @@ def _state(driver: Any) -> dict[str, Any]:
 def open_page(
     driver: Any, base: str, path: str, expected: tuple[str, ...], shots: Path, timeout: float = 30
 ) -> PageLoad:
-    """Open ``base/path`` and wait until the page's script has finished and every heading in
-    ``expected`` is shown (or ``timeout``); screenshot it into ``shots``; return what loaded."""
+    """Open ``base/path`` and wait until the page's script has finished, no element is still a
+    placeholder and every heading in ``expected`` is shown (or ``timeout``); screenshot it into
+    ``shots``; return what loaded."""
     url = f"{base}/{path}"
     started = time.perf_counter()
     driver.get(url)
@@ -161,7 +164,7 @@ def open_page(
     while True:
         seen = _state(driver)
         heads = tuple(seen["heads"])
-        idle = seen["state"] == "notRunning"
+        idle = seen["state"] == "notRunning" and seen["waiting"] == 0
         idle_since = (idle_since or time.monotonic()) if idle else None
         done = idle and all(e in heads for e in expected)
         # a finished page missing a heading has had 2 s to show it: the caller says what is missing
