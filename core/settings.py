@@ -10,6 +10,7 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -197,6 +198,55 @@ class DashboardSettings(BaseModel):
     mlflow_ui_url: str = "http://127.0.0.1:5000"
 
 
+class MT4Settings(BaseModel):
+    """The MetaTrader 4 bridge (``[mt4]``): where the expert advisor listens and how the client
+    talks to it.
+
+    ``clock`` is the broker's server clock (anything :func:`core.clocks.parse_clock` reads; MT4
+    servers on New York close by default); at connect the client compares the terminal's server
+    time with it and refuses to trade when they differ by more than ``clock_tolerance_seconds``.
+    Orders carry ``magic`` so the desk's trades are told from a person's. A request unanswered
+    for ``timeout_seconds`` is tried again up to ``retries`` times (an order only after looking
+    it up first); a bridge that stays down is reconnected with a backoff from
+    ``backoff_seconds`` doubling to ``backoff_max_seconds``. A quiet bridge is sent a heartbeat
+    every ``heartbeat_seconds``; a tracked symbol whose price has not moved for
+    ``stale_seconds`` while its market is open is reported stale. For a terminal on another
+    host, ``curve_server_key`` (the EA's public key) with ``curve_public_key`` and
+    ``curve_secret_key`` (this desk's pair, the public half on the EA's allow-list) encrypt the
+    link with CURVE.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    ports: tuple[int, int, int] = (32768, 32769, 32770)
+    clock: str = "broker:ny-close"
+    clock_tolerance_seconds: float = Field(default=60.0, gt=0)
+    magic: int = Field(default=7_770_001, ge=0, le=2**31 - 1)
+    client_id: str = Field(default="solodesk", pattern=r"^[A-Za-z0-9_.\-]{1,24}$")
+    dialect: Literal["auto", "legacy", "extended"] = "auto"
+    timeout_seconds: float = Field(default=2.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    backoff_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    stale_seconds: float = Field(default=60.0, gt=0)
+    curve_server_key: str | None = None
+    curve_public_key: str | None = None
+    curve_secret_key: SecretStr | None = None
+
+    @field_validator("clock")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        from core.clocks import parse_clock
+
+        try:
+            parse_clock(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class Settings(BaseSettings):
     """Everything configurable about a desk."""
 
@@ -233,6 +283,7 @@ class Settings(BaseSettings):
     supervisor: SupervisorSettings = SupervisorSettings()
     schedules: SchedulesSettings = SchedulesSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    mt4: MT4Settings = MT4Settings()
 
     @classmethod
     def settings_customise_sources(

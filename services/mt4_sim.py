@@ -154,6 +154,8 @@ class _Publisher:
         return n
 
     def send(self, text: str, *, tick: bool) -> None:
+        if tick and self.faults.drop_tick():
+            return
         if tick and self.faults.reorder_tick() and self.held is None:
             self.held = text
             return

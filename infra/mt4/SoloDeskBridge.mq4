@@ -726,7 +726,9 @@ bool CommandHeartbeat(Reply &reply, const int count, const string &fields[])
 
 //+------------------------------------------------------------------+
 //| #<id>;HELLO;<version>;<client id>: the version both speak, the   |
-//| features, the server's time (the desk checks its clock setting). |
+//| features, the server's time and UTC by this computer's clock     |
+//| (TimeGMT): the desk reads the second on its clock setting and    |
+//| refuses to trade when the two are more than a minute apart.      |
 //+------------------------------------------------------------------+
 bool CommandHello(Reply &reply, const string &fields[], const int count)
   {
@@ -747,6 +749,7 @@ bool CommandHello(Reply &reply, const string &fields[], const int count)
    reply.ItemStr("trade_history");
    reply.EndList();
    reply.Str("_server_time", TimeToString(TimeCurrent(), TIME_DATE | TIME_SECONDS));
+   reply.Str("_gmt_time", TimeToString(TimeGMT(), TIME_DATE | TIME_SECONDS));
    Print("extended dialect with client ", fields[2]);
    return true;
   }

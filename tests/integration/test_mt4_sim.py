@@ -14,11 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -30,8 +26,8 @@ import pytest
 import zmq
 from conftest import SampleDesk
 from testkit.cli import solodesk_command, solodesk_env
+from testkit.mt4 import HOST, Client, release, simulator
 
-from core.settings import Settings
 from core.timeframes import Timeframe
 from execution.brokers.mt4.protocol import (
     Dialect,
@@ -41,9 +37,7 @@ from execution.brokers.mt4.protocol import (
     parse_reply,
 )
 from feature_store.series import load_series
-from services.mt4_sim import SimOptions, SimSummary, run_simulator
 
-HOST = "127.0.0.1"
 TRANSCRIPT = Path(__file__).resolve().parents[1] / "data" / "mt4" / "transcript.jsonl"
 SPREAD = 0.0001  # --spread 1.0: one EURUSD pip
 NEW_YORK = ZoneInfo("America/New_York")
@@ -62,124 +56,6 @@ def home(sample_desk: SampleDesk, tmp_path_factory: pytest.TempPathFactory) -> P
     target = tmp_path_factory.mktemp("mt4-sim") / "home"
     shutil.copytree(sample_desk.home, target)
     return target
-
-
-# -- a simulator in a thread, and its client ------------------------------------------------
-
-
-@dataclass
-class Client:
-    """The three client sockets: commands (PUSH), replies (PULL), market data (SUB)."""
-
-    commands: zmq.Socket[bytes]
-    replies: zmq.Socket[bytes]
-    market: zmq.Socket[bytes]
-
-    def send(self, text: str) -> None:
-        self.commands.send_string(text)
-
-    def reply(self, timeout: float = 3.0) -> str | None:
-        if self.replies.poll(round(timeout * 1000)):
-            return self.replies.recv_string()
-        return None
-
-    def ask(self, text: str, timeout: float = 3.0) -> str:
-        self.send(text)
-        got = self.reply(timeout)
-        assert got is not None, f"no reply to {text!r} within {timeout} s"
-        return got
-
-    def published(self, quiet: float = 0.3, limit: float = 8.0) -> list[str]:
-        """Return what arrives on SUB until nothing has for ``quiet`` seconds."""
-        out: list[str] = []
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and self.market.poll(round(quiet * 1000)):
-            out.append(self.market.recv_string())
-        return out
-
-
-@dataclass
-class SimRun:
-    """A simulator running in a thread: its ports, its client, and how it ended."""
-
-    settings: Settings
-    ports: tuple[int, int, int]
-    client: Client
-    go: threading.Event
-    stop: threading.Event
-    thread: threading.Thread
-    result: dict[str, Any] = field(default_factory=dict)
-
-    def finish(self) -> SimSummary:
-        self.go.set()
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "the simulator did not stop within 10 s"
-        if "error" in self.result:
-            raise self.result["error"]
-        summary: SimSummary = self.result["summary"]
-        return summary
-
-
-@contextmanager
-def simulator(home: Path, *, hold: bool = False, **options: Any) -> Iterator[SimRun]:
-    """Run a simulator over ``home``'s EURUSD H1 at full speed, spread 1 pip, free ports.
-
-    With ``hold`` the replay waits (in ``on_ready``) until the test sets ``go``.
-    """
-    settings = Settings(home=home)
-    chosen = SimOptions(
-        symbols=("EURUSD",), timeframe=Timeframe.H1, speed=None, spread="1.0",
-        ports=(0, 0, 0), **options,
-    )  # fmt: skip
-    ready, go, stop = threading.Event(), threading.Event(), threading.Event()
-    if not hold:
-        go.set()
-    result: dict[str, Any] = {}
-
-    def on_ready(line: str) -> None:
-        result["ready"] = json.loads(line)
-        ready.set()
-        go.wait(10)
-
-    def main() -> None:
-        try:
-            result["summary"] = run_simulator(settings, chosen, on_ready=on_ready, stop=stop)
-        except BaseException as exc:  # handed to the test by SimRun.finish
-            result["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=main, name="mt4-sim", daemon=True)
-    thread.start()
-    assert ready.wait(15), "the simulator did not bind within 15 s"
-    if "error" in result:
-        raise result["error"]
-    ports = tuple(result["ready"]["ports"])
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    try:
-        socks = []
-        for kind, port in zip((zmq.PUSH, zmq.PULL, zmq.SUB), ports, strict=True):
-            sock = context.socket(kind)
-            sock.setsockopt(zmq.LINGER, 0)
-            if kind == zmq.SUB:
-                sock.setsockopt(zmq.RCVHWM, 0)  # the replay's burst must all arrive
-                sock.setsockopt(zmq.SUBSCRIBE, b"")
-            sock.connect(f"tcp://{HOST}:{port}")
-            socks.append(sock)
-        run = SimRun(settings, ports, Client(*socks), go, stop, thread, result)
-        yield run
-        run.finish()
-    finally:
-        go.set()
-        stop.set()
-        thread.join(10)
-        context.destroy(linger=0)
-
-
-def _release(run: SimRun) -> None:
-    # The subscription reaches the simulator's XPUB in the background: give it a moment.
-    time.sleep(0.3)
-    run.go.set()
 
 
 def _literal(text: str) -> dict[str, Any]:
@@ -221,7 +97,7 @@ def test_mt4_sim_legacy_session_tracks_answers_hist_and_trades(home: Path) -> No
         client.send("HEARTBEAT;")
         client.send("TRACK_PRICES;EURUSD;EURXYZ")
         client.send("TRACK_RATES;EURUSD;60")
-        _release(run)
+        release(run)
 
         # Act: the replay at full speed, then the session's commands
         replies = [client.reply() for _ in range(3)]
@@ -287,7 +163,7 @@ def test_mt4_sim_extended_dialect_echoes_ids_and_numbers_published_messages(home
         client.send("#t-1;HELLO;1;tester")
         client.send("#t-2;TRACK_PRICES;EURUSD")
         client.send("#t-3;TRACK_RATES;EURUSD;60")
-        _release(run)
+        release(run)
 
         hello, prices, rates = (_json(client.reply() or "") for _ in range(3))
         published = client.published()
@@ -355,7 +231,7 @@ def test_mt4_sim_tick_faults_show_in_the_sequence_numbers(
 ) -> None:
     with simulator(home, hold=True, faults=(fault,), **WEEK) as run:
         run.client.send("#f-1;TRACK_PRICES;EURUSD")
-        _release(run)
+        release(run)
         assert _json(run.client.reply() or "")["_request_id"] == "f-1"
         published = run.client.published()
         run.finish()

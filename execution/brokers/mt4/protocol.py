@@ -56,8 +56,10 @@ The same commands and reply keys, plus what a client needs to never lose or dupl
 - **Handshake.** The client sends ``#<request id>;HELLO;<version>;<client id>``. A server that
   speaks the extended dialect answers (JSON) with ``_action`` ``HELLO``, ``_response`` ``OK``,
   ``_version`` (the lower of the client's and its own), ``_client_id`` echoed, ``_features``
-  (:data:`FEATURES`) and ``_server_time`` (broker clock, to the second: the client checks its
-  clock setting against it). A legacy EA ignores the command: no answer within the client's
+  (:data:`FEATURES`), ``_server_time`` (the terminal's server time, to the second) and
+  ``_gmt_time`` (UTC by the terminal's own computer, MQL4's ``TimeGMT()``, ``YYYY.MM.DD
+  HH:MM:SS``): the client reads the second on its ``[mt4] clock`` setting and refuses to trade
+  when it is more than a minute from the first. A legacy EA ignores the command: no answer within the client's
   timeout means the legacy dialect.
 - **Request ids.** Every extended command starts ``#<request id>;`` (1 to 40 characters of
   ``A-Z a-z 0-9 _ . -``; the client makes them unique, e.g. its client id and a counter). Its
@@ -1047,7 +1049,8 @@ def hello_reply(
     features: Iterable[str] = FEATURES,
 ) -> Reply:
     """Return the extended dialect's answer to ``HELLO``: the version both speak (the lower of
-    the client's and :data:`PROTOCOL_VERSION`), the features, the server's time on ``clock``."""
+    the client's and :data:`PROTOCOL_VERSION`), the features, the server's time on ``clock`` and
+    the same moment in UTC (``_gmt_time``)."""
     return {
         "_action": "HELLO",
         "_response": "OK",
@@ -1055,6 +1058,7 @@ def hello_reply(
         "_client_id": client_id,
         "_features": list(features),
         "_server_time": mt4_time_text(server_time, clock),
+        "_gmt_time": mt4_time_text(server_time, "utc"),
     }
 
 

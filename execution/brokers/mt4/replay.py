@@ -278,6 +278,7 @@ class FaultKind(StrEnum):
     DROP_REPLY = "drop_reply"  # a command's reply is never sent
     DELAY_REPLY = "delay_reply"  # a command's reply is held back for some seconds
     DISCONNECT = "disconnect"  # the sockets close, stay down for some seconds, and rebind
+    DROP_TICK = "drop_tick"  # a quote is lost on the way (its sequence number is spent)
     DUPLICATE_TICK = "duplicate_tick"  # a quote is published twice
     REORDER_TICK = "reorder_tick"  # a quote is published after the one that follows it
     REJECT_TRADE = "reject_trade"  # a trade command is refused with an MT4 error
@@ -413,6 +414,10 @@ class FaultPlan:
     def disconnect(self) -> float:
         """Return how many seconds the sockets go down now; 0 when they stay up."""
         return self.seconds[FaultKind.DISCONNECT] if self.strikes(FaultKind.DISCONNECT) else 0.0
+
+    def drop_tick(self) -> bool:
+        """Return whether this quote is lost (never published)."""
+        return self.strikes(FaultKind.DROP_TICK)
 
     def duplicate_tick(self) -> bool:
         """Return whether this quote is published twice."""

@@ -348,7 +348,7 @@ def test_fault_plan_timed_faults_give_their_seconds() -> None:
     ("option", "message"),
     [
         ("slow_feed=0.1", r"unknown fault 'slow_feed'; the kinds are drop_reply, delay_reply, "
-         r"disconnect, duplicate_tick, reorder_tick, reject_trade, context_busy"),
+         r"disconnect, drop_tick, duplicate_tick, reorder_tick, reject_trade, context_busy"),
         ("drop_reply=1.5", r"'drop_reply=1.5': the rate must be a fraction in \[0, 1\]"),
         ("drop_reply=-0.1", r"the rate must be a fraction in \[0, 1\]"),
         ("drop_reply=often", r"the rate must be a fraction"),
