@@ -224,6 +224,8 @@ class MT4Settings(BaseModel):
     clock_tolerance_seconds: float = Field(default=60.0, gt=0)
     magic: int = Field(default=7_770_001, ge=0, le=2**31 - 1)
     client_id: str = Field(default="solodesk", pattern=r"^[A-Za-z0-9_.\-]{1,24}$")
+    # The desk's symbol -> the broker's name for it, where they differ (EURUSD = "EURUSD.ecn").
+    symbols: dict[str, str] = {}
     dialect: Literal["auto", "legacy", "extended"] = "auto"
     timeout_seconds: float = Field(default=2.0, gt=0)
     retries: int = Field(default=3, ge=0)

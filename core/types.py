@@ -57,9 +57,11 @@ class Scheme(StrEnum):
 
 
 class FeedKind(StrEnum):
-    """Where a trading session's bars come from: the stored series replayed (live feeds later)."""
+    """Where a trading session's bars come from: the stored series replayed, or an MT4
+    terminal's closed bars over the bridge."""
 
     REPLAY = "replay"
+    MT4 = "mt4"
 
 
 class AssetClass(StrEnum):

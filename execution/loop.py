@@ -103,6 +103,9 @@ class RuntimeConfig(BaseModel):
     control_seconds: float = 0.2
     heartbeat_seconds: float = 1.0
     record_equity: bool = True
+    #: Bars come from a live feed (kept in the state database, watched for staleness, no
+    #: write lock held while waiting), whatever the broker.
+    live_feed: bool = False
     collect: bool = False
     durable: bool = True
     model: str | None = None
@@ -220,6 +223,7 @@ class Runtime:
         features: Callable[[BarBatch], Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         self.config = config
+        self._live_feed = config.mode == "live" or config.live_feed
         self.stream = stream
         self.broker = broker
         self.journal = journal
@@ -376,7 +380,7 @@ class Runtime:
                      f"{self.config.strategy} on {self.config.symbol} ({self.config.mode})")  # fmt: skip
         self.commit()
         while not self.cp.stopped:
-            if self.config.mode == "live":
+            if self._live_feed:
                 self.commit()  # hold no write lock while waiting for the market
             batch = feed.poll(poll_timeout)
             if batch is None:
@@ -384,7 +388,7 @@ class Runtime:
             if len(batch) == 0:
                 self._idle(feed)
                 continue
-            if self.config.mode == "live":
+            if self._live_feed:
                 self._keep_bars(batch)
             features = self._features_of(batch)
             self._versions = None if features is None else features.get(MODEL_VERSION_COLUMN)
@@ -425,7 +429,7 @@ class Runtime:
         """Between bars: apply controls, and watch for a stale feed."""
         self.apply_controls()
         last = feed.last_data()
-        if self.config.mode == "live" and last is not None and not self.cp.stale:
+        if self._live_feed and last is not None and not self.cp.stale:
             quiet = (utc_now() - last).total_seconds()
             if quiet > self.config.stale_intervals * self.config.bar_seconds:
                 self.cp.stale = True

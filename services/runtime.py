@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import UsageError
 from core.ids import actor, new_run_id
-from core.ports import BarBatch, NoticeKind, Notifier, NullNotifier
+from core.ports import BarBatch, Broker, MarketFeed, NoticeKind, Notifier, NullNotifier
 from core.processes import process_running
 from core.settings import RiskSettings, Settings
 from core.timeframes import Timeframe
@@ -87,6 +87,7 @@ class PaperOptions(BaseModel):
     strategy: str
     params: dict[str, str] = {}
     feed: FeedKind = FeedKind.REPLAY
+    broker: Literal["paper", "mt4"] = "paper"
     start: datetime | None = None
     end: datetime | None = None
     seed: int = 0
@@ -262,7 +263,7 @@ def build_runtime(
     db: StateDB,
     session: str,
     account: str,
-    mode: Literal["backtest", "paper"],
+    mode: Literal["backtest", "paper", "live"],
     inputs: SessionInputs,
     config: BacktestConfig,
     simulator: SimulatorOptions | None,
@@ -272,10 +273,14 @@ def build_runtime(
     seed: int = 0,
     collect: bool = False,
     heartbeat_seconds: float = 1.0,
+    live_feed: bool = False,
+    broker_factory: Callable[[Journal], Broker] | None = None,
 ) -> Runtime:
-    """Return the loop wired to a paper broker for one session (a fresh one, or resumed).
+    """Return the loop wired to a paper broker for one session (a fresh one, or resumed), or
+    to the broker ``broker_factory`` makes on the session's journal (a live one).
 
-    A durable session beats every ``heartbeat_seconds`` (what ``solodesk supervise`` watches).
+    A durable session beats every ``heartbeat_seconds`` (what ``solodesk supervise`` watches);
+    ``live_feed`` says its bars come from a live feed.
     """
     data = inputs.data
     instrument: Instrument = data.instrument
@@ -301,7 +306,9 @@ def build_runtime(
             leverage=sim.leverage, round_lots=sim.round_lots, lot_step=instrument.lot_step,
             min_lot=instrument.lot_step, seed=seed,
         )  # fmt: skip
-    broker = PaperBroker(paper, journal)
+    broker: Broker = (
+        PaperBroker(paper, journal) if broker_factory is None else broker_factory(journal)
+    )
     sizer = Sizer(
         config.sizing, fees=config.costs.fees, commission_per_lot=config.costs.commission_per_lot,
         contract_size=instrument.contract_size, bars_per_year=data.bars_per_year,
@@ -320,7 +327,7 @@ def build_runtime(
         record_equity=mode != "backtest", commit_bars=1000 if mode != "backtest" else 1_000_000,
         commit_seconds=1.0 if mode != "backtest" else 3600.0,
         control_seconds=0.2 if mode != "backtest" else 3600.0, durable=mode != "backtest",
-        heartbeat_seconds=heartbeat_seconds,
+        heartbeat_seconds=heartbeat_seconds, live_feed=live_feed,
     )  # fmt: skip
     return Runtime(
         runtime_config, stream=signal_stream(inputs.strategy), broker=broker, journal=journal,
@@ -436,8 +443,9 @@ def open_session(
                 raise UsageError(msg)
             return found, True
     name = session or new_run_id("paper")
+    kind: Literal["paper", "live"] = "live" if options.broker == "mt4" else "paper"
     record = SessionRecord(
-        session=name, account=f"paper:{name}", kind="paper", symbol=options.symbol.upper(),
+        session=name, account=f"{options.broker}:{name}", kind=kind, symbol=options.symbol.upper(),
         timeframe=options.timeframe.value, strategy=options.strategy, params=dict(options.params),
         options=identity, created=utc_now(), pid=os.getpid(),
     )  # fmt: skip
@@ -469,6 +477,7 @@ def run_paper(
     started = time.perf_counter()
     watcher = None
     drift = None
+    link = None
     if options.model is not None:
         from services.live_model import load_model_session
 
@@ -491,14 +500,26 @@ def run_paper(
         record, resumed = open_session(db, session, options)
         warmup_started = time.perf_counter()
         name = record.session
+        if options.feed is FeedKind.MT4 or options.broker == "mt4":
+            from services.mt4_trading import open_link
+
+            link = open_link(
+                settings, inputs.data.instrument, options.timeframe, notifier, session=name,
+                live=options.broker == "mt4",
+            )  # fmt: skip
         db.update_session(name, status="running", pid=os.getpid())
         db.commit()
         runtime = build_runtime(
-            db=db, session=name, account=record.account, mode="paper", inputs=inputs,
+            db=db, session=name, account=record.account,
+            mode="live" if options.broker == "mt4" else "paper", inputs=inputs,
             config=config, simulator=options.simulator,
             risk=risk_engine(db, limits, record.account), notifier=notifier,
-            clock=SimClock(speed), seed=options.seed,
-            heartbeat_seconds=settings.supervisor.heartbeat_seconds,
+            clock=SimClock(None if link is not None else speed), seed=options.seed,
+            heartbeat_seconds=settings.supervisor.heartbeat_seconds, live_feed=link is not None,
+            broker_factory=(
+                link.broker_factory(settings, record.account)
+                if link is not None and options.broker == "mt4" else None
+            ),
         )  # fmt: skip
         if inputs.signals is not None:
             from services.live_model import watch_drift
@@ -508,12 +529,23 @@ def run_paper(
                 settings, runtime, inputs.signals, notifier, say=say,
                 alias=None if watcher is None else watcher.alias,
             )  # fmt: skip
-        start = runtime.resume_index(inputs.bars)
-        runtime.warm_up(slice_batch(inputs.bars, 0, start))
+        feed: MarketFeed
+        if link is None:
+            start = runtime.resume_index(inputs.bars)
+            runtime.warm_up(slice_batch(inputs.bars, 0, start))
+            replay = ReplayFeed(
+                options.symbol, inputs.bars, start=start, batch=1 if speed else 4096
+            )
+            feed = _Tracked(replay, on_batch, len(inputs.bars))
+        else:
+            rate = inputs.data.to_account
+            feed = link.feed(
+                runtime, db, name, inputs.bars, resumed=resumed, until=options.end,
+                to_account=float(rate) if isinstance(rate, float | int) else float("nan"),
+            )  # fmt: skip
         warmup_seconds = time.perf_counter() - warmup_started
-        feed = ReplayFeed(options.symbol, inputs.bars, start=start, batch=1 if speed else 4096)
         try:
-            totals = runtime.run(_Tracked(feed, on_batch, len(inputs.bars)))
+            totals = runtime.run(feed)
         except BaseException:
             db.rollback()
             db.update_session(name, status="crashed")
@@ -548,6 +580,8 @@ def run_paper(
             watcher.close()
         if drift is not None:
             drift.close()
+        if link is not None:
+            link.close()
         db.close()
         if owned:
             notifier.close()

@@ -4,7 +4,7 @@ the controls (``pause``, ``resume``, ``flatten``, ``stop``) and ``solodesk risk 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -162,6 +162,106 @@ def paper(
                     f"in {summary.warmup_seconds:.2f} s")  # fmt: skip
     if summary.shortfall is not None:
         _print_shortfall(summary.shortfall)
+
+
+#: The limits of which at least one must be set before a live session starts.
+LIVE_LIMITS = (
+    "max_daily_loss", "max_trailing_drawdown", "max_position_lots", "max_gross_exposure",
+    "max_leverage",
+)  # fmt: skip
+
+
+def live(
+    symbol: SymbolOpt,
+    timeframe: TimeframeOpt,
+    strategy: StrategyChoiceOpt = None,
+    name: TradedModelOpt = None,
+    alias: ModelAliasOpt = None,
+    version: ModelVersionOpt = None,
+    params_file: ParamsFileOpt = Path("params.yaml"),
+    param: ParamOpt = None,
+    side: SideOpt = None,
+    broker: Annotated[
+        str, typer.Option("--broker", help="The broker: mt4 (the terminal behind the bridge).")
+    ] = "mt4",
+    confirm_live: Annotated[
+        bool, typer.Option("--confirm-live", help="Send real orders to the account.")
+    ] = False,
+    override: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="A written reason to trade a model the live gate refuses."),
+    ] = None,
+    date_to: ToOpt = None,
+    session: SessionOpt = None,
+    risk: RiskOpt = None,
+    direction: DirectionOpt = Direction.BOTH,
+    sizing: SizingOpt = "all-in",
+    stop_loss: StopOpt = None,
+    take_profit: StopOpt = None,
+    cash: CashOpt = 100_000.0,
+    feature_set: StrategyFeatureSetOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Trade a strategy, or a registered model (--name), live through MetaTrader 4.
+
+    Orders go to the terminal behind the bridge (\\[mt4] in solodesk.toml) with their stop loss
+    and take profit, behind the risk engine. Refused without --confirm-live, without a risk
+    limit set (\\[risk] or --risk: one of max_daily_loss, max_trailing_drawdown,
+    max_position_lots, max_gross_exposure, max_leverage), when the terminal's server time
+    disagrees with \\[mt4] clock, and for a model the live gate refuses (unless --override gives
+    a written reason). Rerunning with the same --session resumes it. --to ends it.
+    """
+    from core.errors import UsageError
+    from core.settings import load_settings
+    from execution.risk import parse_risk_overrides
+    from services.runtime import PaperOptions, run_paper
+
+    if broker.lower() != "mt4":
+        raise UsageError(f"--broker {broker!r}: the live broker is mt4")
+    if not confirm_live:
+        msg = "live trading sends real orders to your MT4 account: add --confirm-live to go on"
+        raise UsageError(msg)
+    settings = load_settings()
+    limits = parse_risk_overrides(settings.risk, tuple(risk or ()))
+    if all(getattr(limits, key) is None for key in LIVE_LIMITS):
+        msg = (
+            "no risk limit is set: give at least one of "
+            f"{', '.join(LIVE_LIMITS)} in [risk] of solodesk.toml or with --risk KEY=VALUE "
+            "(e.g. --risk max_daily_loss=0.02)"
+        )
+        raise UsageError(msg)
+    model_choice(strategy, name, alias, version, params_file, param)
+    if name is not None:
+        from services.models import live_gate
+
+        decision = live_gate(
+            settings, name, version=version, alias=alias or "champion", override=override
+        )
+        err().print(f"live gate: {decision.reason}")
+        if not decision.allowed:
+            raise UsageError(
+                f"the live gate refuses {name} v{decision.version}: {decision.reason}; "
+                "--override with a written reason trades it anyway"
+            )
+    config = backtest_config(
+        cash=cash, fees=0.0, commission=0.0, slippage=0.0, slippage_vol=0.0, spread=0.0,
+        swap_long=0.0, swap_short=0.0, direction=direction, sizing=sizing,
+        stop_loss=stop_loss, take_profit=take_profit, trailing_stop=None,
+    )  # fmt: skip
+    options = PaperOptions(
+        symbol=symbol, timeframe=timeframe, side=side, strategy=strategy or "ml_model",
+        params=parse_params(param), feed=FeedKind.MT4, broker="mt4", end=date_to,
+        risk=tuple(risk or ()), feature_set=feature_set, backtest=config, model=name,
+        model_alias=alias, model_version=version, params_file=str(params_file),
+    )  # fmt: skip
+    summary = run_paper(
+        settings, options, session=session, spread_given=False,
+        say=lambda text: err().print(text),
+    )  # fmt: skip
+    if as_json:
+        emit(summary)
+        return
+    out().print(f"live session {summary.session} ({summary.account}): {summary.message}")
 
 
 def _print_shortfall(s: Any) -> None:

@@ -152,3 +152,16 @@ def release(run: SimRun) -> None:
     # The subscription reaches the simulator's XPUB in the background: give it a moment.
     time.sleep(0.3)
     run.go.set()
+
+
+def release_later(run: SimRun, seconds: float = 0.3) -> threading.Timer:
+    """Let a held simulator start ``seconds`` from now, from a timer thread.
+
+    For a client that must be answered (``HELLO``, ``TRACK``) while its test's thread waits:
+    the commands it sends wait in the simulator's queue until the replay is let go, and its
+    subscription has arrived by then.
+    """
+    timer = threading.Timer(seconds, run.go.set)
+    timer.daemon = True
+    timer.start()
+    return timer
