@@ -150,11 +150,21 @@ demo: install ## Sample: the research pipeline as Prefect flows, sweep, backtest
 	    --session demo; status=$$?; sleep 1; kill $$listener 2>/dev/null; exit $$status
 	$(BIN)/solodesk risk status --session demo
 	$(BIN)/solodesk data sql "select session, count(*) as fills, round(sum(fees), 2) as fees, min(ts) as first, max(ts) as last from live_fills group by session order by session"
+	@echo "MetaTrader 4 over the bridge: the MT4 simulator stands in for the terminal on 127.0.0.1:$(MT4_PORTS) (EURUSD H1 from 2017-11-27 at 72,000x real time); a paper session trades the bars it closes:"
+	@$(BIN)/solodesk mt4 sim --symbols EURUSD --timeframe H1 --from 2017-11-27 --speed 72000 --spread 1.0 \
+	    --ports $(MT4_PORTS) > '$(SOLODESK_HOME)/mt4-sim.out' & sim=$$!; \
+	  for i in $$(seq 40); do grep -q ready '$(SOLODESK_HOME)/mt4-sim.out' && break; sleep 0.25; done; \
+	  cat '$(SOLODESK_HOME)/mt4-sim.out'; \
+	  SOLODESK_MT4__PORTS='[$(MT4_PORTS)]' $(BIN)/solodesk paper --symbol EURUSD --timeframe H1 \
+	    --strategy sma_cross --param fast=10 --param slow=30 --feed mt4 --to 2017-12-08 --spread 1.0 \
+	    --session demo-mt4; status=$$?; kill $$sim 2>/dev/null; wait $$sim; exit $$status
 	@echo
 	@echo "The desk in a browser (equity, trades, models, data quality, flow runs and the controls):"
 	@echo "  SOLODESK_HOME=$(SOLODESK_HOME) $(BIN)/solodesk dashboard --port $(DASHBOARD_PORT)   (or: make dashboard), then open http://127.0.0.1:$(DASHBOARD_PORT)"
 
 MLFLOW_PORT ?= 5000
+# The MT4 simulator's ports in the demo (commands, replies, market data).
+MT4_PORTS ?= 32768,32769,32770
 PREFECT_PORT ?= 4200
 PREFECT_API = http://127.0.0.1:$(PREFECT_PORT)/api
 

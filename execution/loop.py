@@ -223,7 +223,6 @@ class Runtime:
         features: Callable[[BarBatch], Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         self.config = config
-        self._live_feed = config.mode == "live" or config.live_feed
         self.stream = stream
         self.broker = broker
         self.journal = journal
@@ -409,6 +408,11 @@ class Runtime:
         self._finish_open_trade()
         self.commit(final=True)
         return self._totals(time.perf_counter() - started)
+
+    @property
+    def _live_feed(self) -> bool:
+        """Return whether bars come from a live feed (a live session's always do)."""
+        return self.config.mode == "live" or self.config.live_feed
 
     def _on_wait(self) -> bool:
         """Between the sleeps of a paced replay: commit (no lock held while idle), apply

@@ -10,6 +10,20 @@ socket is looked at again, so a full-speed replay is not paced by polling), let 
 the last tick keep answering and republish the last quotes every second. Closed trades are
 written to ``SOLODESK_HOME/mt4-sim/<run>/history.parquet`` as they close.
 
+**A named account** (``SimOptions.account``, ``--account NAME``) lives on across runs, as an MT4
+account lives at its broker while the terminal restarts. Its folder,
+``SOLODESK_HOME/mt4-sim/accounts/<NAME>/``, holds ``account.json`` (:class:`SimAccount`: the
+terminal's :class:`~execution.brokers.mt4.terminal.TerminalState` and the account's simulated
+time), written atomically after every change of the terminal (an order opened, modified,
+triggered or closed; the balance), at most every second while only the time moves, and when
+the run stops. A run on an existing account starts from it: its balance, open trades, pending
+orders, history and next ticket; its replay skips the ticks at or before the account's time,
+so prices never go back for a client that was trading on them, and each symbol starts from the
+last quote the account saw (unless that time is outside ``[start, end)``: then the replay runs
+from ``start`` and the time does go back). The account's trade history covers all its runs: it
+is written to the account's folder, ``accounts/<NAME>/history.parquet``, instead of the run's.
+A lock on the folder keeps a second simulator off an account in use.
+
 Published market data follows the TRACK command that set the list: quotes of tracked symbols
 when the bid or the ask changes; for tracked rates, the bar that has just opened (its open as
 all four prices, tick volume 1) and, in the extended dialect, first the bar just closed, whole,
@@ -18,22 +32,26 @@ as the ticks made it. Bars of any timeframe up to D1 are cut from the ticks on t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import UsageError
 from core.ids import new_run_id
 from core.settings import Settings
 from core.timeframes import Timeframe
-from core.times import ns_from_utc, utc_from_ns
+from core.times import as_utc, ns_from_utc, utc_from_ns
 from core.types import Instrument
 from execution.brokers.mt4.protocol import (
     BAD_COMMAND,
@@ -58,10 +76,10 @@ from execution.brokers.mt4.protocol import (
     track_rates_reply,
 )
 from execution.brokers.mt4.replay import FaultPlan, ReplayClock, bar_ticks, frame_batch, tick_spread
-from execution.brokers.mt4.sockets import DEFAULT_PORTS, BridgeSockets
-from execution.brokers.mt4.terminal import SimTerminal, TerminalConfig
+from execution.brokers.mt4.sockets import DEFAULT_PORTS, BridgeSockets, CurveConfig
+from execution.brokers.mt4.terminal import SimTerminal, TerminalConfig, TerminalState
 from feature_store.series import SIDE_PREFERENCE, find_series, load_series, series_clock
-from feature_store.store import BarStore
+from feature_store.store import BarStore, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +94,13 @@ _POLL_SLICE = 0.05
 _BURST_TICKS = 512
 _BURST_SECONDS = 0.005
 _DAY_MINUTES = 1440
+#: A named account's time alone (no change of the terminal) is saved at most this often (s).
+ACCOUNT_SAVE_SECONDS = 1.0
+#: The file of a named account's state, and the version of its format.
+ACCOUNT_FILE = "account.json"
+ACCOUNT_VERSION = 1
+#: An account's name: a folder name, portable and without path separators.
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class SimOptions(BaseModel):
@@ -97,6 +122,34 @@ class SimOptions(BaseModel):
     seed: int = 0
     max_orders: int | None = Field(default=None, ge=0)
     max_lot_size: float | None = Field(default=None, gt=0)
+    account: str | None = None
+    curve: CurveConfig | None = None
+
+    @field_validator("account")
+    @classmethod
+    def _account_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ACCOUNT_NAME.fullmatch(value):
+            msg = (
+                f"--account {value!r}: give a name of letters, digits, '_', '.' and '-' "
+                "(at most 64, starting with a letter or digit)"
+            )
+            raise ValueError(msg)
+        return value
+
+
+class SimAccount(BaseModel):
+    """A named simulator account as saved (``accounts/<NAME>/account.json``).
+
+    ``time`` is the account's simulated time (UTC) when it was saved: the replay of the next
+    run resumes after it; None when no tick was replayed yet.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = ACCOUNT_VERSION
+    name: str
+    time: datetime | None = None
+    terminal: TerminalState
 
 
 class SimSummary(BaseModel):
@@ -112,6 +165,8 @@ class SimSummary(BaseModel):
     faults_struck: dict[str, int]
     trades_closed: int
     history: str
+    account: str | None = None
+    resumed_at: datetime | None = None
 
 
 @dataclass
@@ -181,12 +236,14 @@ def run_simulator(
     """Run the MT4 simulator until ``stop`` is set; return what it did.
 
     ``on_ready`` gets the ready line (:func:`execution.brokers.mt4.sockets.ready_line`) once the
-    sockets are bound.
+    sockets are bound. With ``options.account`` the run starts from that account and keeps it
+    saved (the module's notes); ``ticks`` and ``trades_closed`` of the summary count this run's.
 
     Raises
     ------
     UsageError
-        If a symbol's series is not stored, the spread cannot be had, or a fault is misspelt.
+        If a symbol's series is not stored, the spread cannot be had, a fault is misspelt, or
+        the account is in use, unreadable or does not fit the run (its currency, its symbols).
     SolodeskError
         If a socket cannot be bound.
     """
@@ -202,18 +259,39 @@ def run_simulator(
         faults=faults,
     )  # fmt: skip
     run = new_run_id(RUN_KIND)
-    history_path = settings.mt4_sim_dir(run) / "history.parquet"
-    sockets = BridgeSockets(options.host, options.ports)
+    with _AccountKeeper.open(settings, options, terminal) as keeper:
+        return _run(settings, options, run, replay, terminal, faults, keeper, on_ready, stop)
+
+
+def _run(
+    settings: Settings,
+    options: SimOptions,
+    run: str,
+    replay: _Replay,
+    terminal: SimTerminal,
+    faults: FaultPlan,
+    keeper: _AccountKeeper | None,
+    on_ready: Callable[[str], None] | None,
+    stop: threading.Event,
+) -> SimSummary:
+    if keeper is None:
+        history_path = settings.mt4_sim_dir(run) / "history.parquet"
+        first, resumed = 0, None
+    else:
+        history_path = keeper.folder / "history.parquet"
+        first, resumed = _resume_index(replay, keeper.time_ns, options)
+    clock = ReplayClock(options.speed)
+    sockets = BridgeSockets(options.host, options.ports, options.curve)
     ports = sockets.ports
+    pub = _Publisher(sockets, faults)
+    server = _Server(settings, replay, terminal, pub, clock, resumed=resumed)
+    server.prime(first)
     if on_ready is not None:
         on_ready(sockets.ready_line())
-    clock = ReplayClock(options.speed)
-    pub = _Publisher(sockets, faults)
-    server = _Server(settings, replay, terminal, pub, clock)
     delayed: list[tuple[float, str]] = []
     answered = 0
-    written = 0
-    i, n = 0, len(replay.ts)
+    restored = written = len(terminal.history)
+    i, n = first, len(replay.ts)
     last_republish = time.monotonic()
     try:
         while not stop.is_set():
@@ -226,7 +304,7 @@ def run_simulator(
             if text is not None:
                 down = faults.disconnect()
                 if down:
-                    pub.sockets = _rebind(pub.sockets, options.host, ports, down, stop)
+                    pub.sockets = _rebind(pub.sockets, options, ports, down, stop)
                     continue
                 reply = server.answer(text)
                 if faults.drop_reply():
@@ -241,36 +319,167 @@ def run_simulator(
             elif i >= n and time.monotonic() - last_republish >= REPUBLISH_SECONDS:
                 last_republish = time.monotonic()
                 server.republish()
+            if keeper is not None:
+                keeper.keep(server.account_ns())
             if len(terminal.history) != written:
                 written = len(terminal.history)
                 _write_history(terminal, history_path)
     finally:
         pub.sockets.close()
+        if keeper is not None:
+            keeper.save(server.account_ns())
     return SimSummary(
-        run=run, ports=ports, ticks=i, ticks_published=server.quotes_published,
+        run=run, ports=ports, ticks=i - first, ticks_published=server.quotes_published,
         commands_answered=answered,
         faults_struck={k.value: v for k, v in faults.struck.items() if v},
-        trades_closed=len(terminal.history), history=str(history_path),
+        trades_closed=len(terminal.history) - restored, history=str(history_path),
+        account=options.account, resumed_at=None if resumed is None else utc_from_ns(resumed),
     )  # fmt: skip
 
 
 def _rebind(
-    sockets: BridgeSockets, host: str, ports: tuple[int, int, int], seconds: float,
+    sockets: BridgeSockets, options: SimOptions, ports: tuple[int, int, int], seconds: float,
     stop: threading.Event,
 ) -> BridgeSockets:  # fmt: skip
     sockets.close()
     stop.wait(seconds)
-    return BridgeSockets(host, ports)
+    return BridgeSockets(options.host, ports, options.curve)
 
 
-def _write_history(terminal: SimTerminal, path: object) -> None:
-    from pathlib import Path
-
-    target = Path(str(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_suffix(".tmp")
+def _write_history(terminal: SimTerminal, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
     terminal.history_frame().write_parquet(scratch)
-    scratch.replace(target)
+    scratch.replace(path)
+
+
+# -- a named account -------------------------------------------------------------------------
+
+
+def _account_dir(settings: Settings, name: str) -> Path:
+    # To become Settings.mt4_account_dir(name).
+    return settings.home / "mt4-sim" / "accounts" / name
+
+
+def load_account(settings: Settings, name: str) -> SimAccount | None:
+    """Return the saved account ``name`` (``mt4-sim/accounts/<name>/account.json``); None if
+    there is none yet.
+
+    Raises
+    ------
+    UsageError
+        If the file cannot be read as an account, naming it.
+    """
+    path = _account_dir(settings, name) / ACCOUNT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        account = SimAccount.model_validate_json(text)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        msg = f"{path}: not a simulator account ({first}); restore it or give another --account"
+        raise UsageError(msg) from None
+    if account.version != ACCOUNT_VERSION:
+        msg = f"{path}: account format {account.version}, this simulator reads {ACCOUNT_VERSION}"
+        raise UsageError(msg)
+    return account
+
+
+class _AccountKeeper:
+    """Holds a named account's folder (locked) and saves the terminal's state to it."""
+
+    def __init__(
+        self, name: str, folder: Path, terminal: SimTerminal, time_ns: int | None, lock: IO[str]
+    ) -> None:
+        self.name = name
+        self.folder = folder
+        self.terminal = terminal
+        #: The account's simulated time (UTC ns) as loaded; None for a new account.
+        self.time_ns = time_ns
+        self._lock = lock
+        self._saved: tuple[int, int | None] | None = None
+        self._saved_at = time.monotonic()
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls, settings: Settings, options: SimOptions, terminal: SimTerminal
+    ) -> Iterator[_AccountKeeper | None]:
+        if options.account is None:
+            yield None
+            return
+        name = options.account
+        folder = _account_dir(settings, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "lock").open("a", encoding="utf-8") as lock:
+            if not _try_lock(lock):
+                msg = f"--account {name}: another simulator is running on it; stop it first"
+                raise UsageError(msg)
+            saved = load_account(settings, name)
+            time_ns = None
+            if saved is not None:
+                terminal.restore(saved.terminal)
+                time_ns = None if saved.time is None else ns_from_utc(as_utc(saved.time))
+                logger.info(
+                    "account %s: balance %s, %d orders open, next ticket %d, time %s",
+                    name, terminal.balance, len(terminal.orders), terminal.next_ticket,
+                    saved.time,
+                )  # fmt: skip
+            keeper = cls(name, folder, terminal, time_ns, lock)
+            keeper.save(time_ns)
+            yield keeper
+
+    def keep(self, time_ns: int | None) -> None:
+        """Save the account if the terminal changed, or if its time moved a while ago."""
+        assert self._saved is not None
+        revision, saved_ns = self._saved
+        if self.terminal.revision != revision or (
+            time_ns != saved_ns and time.monotonic() - self._saved_at >= ACCOUNT_SAVE_SECONDS
+        ):
+            self.save(time_ns)
+
+    def save(self, time_ns: int | None) -> None:
+        """Write the account's state and time, atomically."""
+        account = SimAccount(
+            name=self.name,
+            time=None if time_ns is None else utc_from_ns(time_ns),
+            terminal=self.terminal.state(),
+        )
+        write_atomic(self.folder / ACCOUNT_FILE, account.model_dump_json(indent=1).encode())
+        self._saved = (self.terminal.revision, time_ns)
+        self._saved_at = time.monotonic()
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here (Windows): the account is not guarded
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _resume_index(
+    replay: _Replay, time_ns: int | None, options: SimOptions
+) -> tuple[int, int | None]:
+    # The first tick after the account's time, and the time resumed from (None: from the start).
+    if time_ns is None:
+        return 0, None
+    start = None if options.start is None else ns_from_utc(as_utc(options.start))
+    end = None if options.end is None else ns_from_utc(as_utc(options.end))
+    if (start is not None and time_ns < start) or (end is not None and time_ns >= end):
+        logger.warning(
+            "the account's time %s is outside the replay's [--from, --to): replaying from the "
+            "start, so its prices go back in time",
+            utc_from_ns(time_ns),
+        )
+        return 0, None
+    return int(np.searchsorted(replay.ts, time_ns, side="right")), time_ns
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -325,6 +534,8 @@ class _Server:
         terminal: SimTerminal,
         pub: _Publisher,
         clock: ReplayClock,
+        *,
+        resumed: int | None = None,
     ) -> None:
         self.settings = settings
         self.replay = replay
@@ -333,11 +544,31 @@ class _Server:
         self.clock = clock
         self.store = BarStore(settings.store_dir)
         self.quotes_published = 0
+        #: The account's time the replay resumed after (UTC ns), None from the start.
+        self.resumed = resumed
 
     def now(self) -> datetime:
-        if not self.clock.started and len(self.replay.ts):
-            return utc_from_ns(int(self.replay.ts[0]))
+        if not self.clock.started:
+            if self.resumed is not None:
+                return utc_from_ns(self.resumed)
+            if len(self.replay.ts):
+                return utc_from_ns(int(self.replay.ts[0]))
         return self.clock.now()
+
+    def account_ns(self) -> int | None:
+        """Return the simulated time an account keeps: the clock's once a tick set it."""
+        return self.clock.now_ns() if self.clock.started else self.resumed
+
+    def prime(self, first: int) -> None:
+        """Give each symbol the last quote before tick ``first``, as already acted on."""
+        r = self.replay
+        for k, symbol in enumerate(r.symbols):
+            seen = np.flatnonzero(r.symbol[:first] == k)
+            if seen.size:
+                j = int(seen[-1])
+                quote = (float(r.bid[j]), float(r.ask[j]))
+                self.terminal.set_quote(symbol, *quote)
+                self.pub.last_quote[symbol] = quote
 
     # -- commands -------------------------------------------------------------------------
 

@@ -1,16 +1,21 @@
-"""``solodesk mt4 ...``: the MetaTrader 4 bridge's commands (``sim``, the MT4 simulator)."""
+"""``solodesk mt4 ...``: the MetaTrader 4 bridge's commands: ``sim`` (the MT4 simulator),
+``history`` (bars from MT4 into the store) and ``match`` (a session against MT4's bars)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from app.options import FromOpt, SpeedOpt, TimeframeOpt, ToOpt, speed_value
+from app.options import FromOpt, JsonOpt, SpeedOpt, SymbolOpt, TimeframeOpt, ToOpt, speed_value
 from core.errors import UsageError
 
-app = typer.Typer(help="The MetaTrader 4 bridge: the simulator.", no_args_is_help=True)
+app = typer.Typer(
+    help="The MetaTrader 4 bridge: the simulator, history, matching sessions.",
+    no_args_is_help=True,
+)
 
 SimSymbolsOpt = Annotated[
     str, typer.Option("--symbols", help="Stored symbols, comma-separated: EURUSD,USDJPY.")
@@ -37,6 +42,12 @@ MaxLotOpt = Annotated[
     typer.Option("--max-lot-size", help="EA input MaximumLotSize (default: no limit)."),
 ]
 SimSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the fault draws.")]
+ChunkOpt = Annotated[int, typer.Option("--chunk", min=1, help="Bars asked for per HIST request.")]
+MatchSessionOpt = Annotated[str, typer.Option("--session", help="The session to match.")]
+MatchReportOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--report", help="Write the HTML report here (default: reports/mt4-match/)."),
+]
 
 
 def _ports(text: str) -> tuple[int, int, int]:
@@ -91,3 +102,88 @@ def sim(
 
     summary = run_simulator(load_settings(), options, on_ready=ready, stop=stop)
     sys.stderr.write(summary.model_dump_json() + "\n")
+
+
+@app.command("history")
+def history(
+    symbol: SymbolOpt,
+    timeframe: TimeframeOpt,
+    date_from: FromOpt = None,
+    date_to: ToOpt = None,
+    chunk: ChunkOpt = 2_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pull bars from MT4 (HIST, on the [mt4] settings) and ingest them: validated, bad rows
+    quarantined, stored as the bid series with tick volume and MT4's spread.
+
+    Times are UTC bar opens, --from inclusive, --to exclusive.
+    """
+    from app.output import Progress, emit, err, print_table, warn
+    from core.settings import load_settings
+    from services.mt4_history import pull_history
+
+    if date_from is None or date_to is None:
+        raise UsageError("mt4 history: give --from and --to (UTC dates, --to exclusive)")
+    console = err()
+    with Progress(console) as advance:
+        result = pull_history(
+            load_settings(), symbol, timeframe, date_from, date_to, chunk_bars=chunk,
+            progress=advance,
+        )  # fmt: skip
+    warn(result.ingest.warnings)
+    series = result.series
+    if as_json:
+        emit({"bars_pulled": result.bars_pulled, "chunks": result.chunks,
+              "file": str(result.file), "run": result.ingest.run, **series.as_json()})  # fmt: skip
+        return
+    print_table(
+        f"mt4 history {result.ingest.run}",
+        ("series", "pulled", "added", "duplicate", "conflicting", "quarantined", "first", "last"),
+        [(str(series.key), result.bars_pulled, series.rows_added, series.rows_duplicate,
+          series.rows_conflicting, series.rows_quarantined, str(series.first),
+          str(series.last))],
+        right=("pulled", "added", "duplicate", "conflicting", "quarantined"),
+        console=console,
+    )  # fmt: skip
+    if result.ingest.report:
+        console.print(f"validation report: {result.ingest.report}")
+    if series.rows_quarantined:
+        console.print("quarantined rows: solodesk data quarantine")
+
+
+@app.command("match")
+def match(
+    session: MatchSessionOpt,
+    report: MatchReportOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a session's strategy over MT4's bars (HIST) as the session ran it, and compare
+    with what the session did, bar by bar; prices that differ are listed too.
+
+    Exit 0 whether or not it matched ("matched" says); 2 when there is no such session.
+    """
+    from app.output import Progress, emit, err, print_table
+    from core.settings import load_settings
+    from core.times import iso_z
+    from services.mt4_match import match_session
+
+    console = err()
+    with Progress(console) as advance:
+        result = match_session(load_settings(), session, report_path=report, progress=advance)
+    if as_json:
+        emit(result)
+        return
+    if result.differing_bars:
+        print_table(
+            "bars where the replay and the session differ", ("bar", "replay on MT4", "session"),
+            [(iso_z(d.ts), d.backtest, d.session) for d in result.differing_bars[:50]],
+            fold=("replay on MT4", "session"),
+        )  # fmt: skip
+    if result.price_differences:
+        print_table(
+            "bars whose prices differ", ("bar", "fields", "MT4", "session"),
+            [(iso_z(p.ts), ", ".join(p.fields), p.mt4, p.session)
+             for p in result.price_differences[:50]],
+        )  # fmt: skip
+    console.print(result.message)
+    console.print(f"report: {result.report}")

@@ -213,8 +213,7 @@ def live(
     """
     from core.errors import UsageError
     from core.settings import load_settings
-    from execution.risk import parse_risk_overrides
-    from services.runtime import PaperOptions, run_paper
+    from services.runtime import PaperOptions, parse_risk_overrides, run_paper
 
     if broker.lower() != "mt4":
         raise UsageError(f"--broker {broker!r}: the live broker is mt4")

@@ -50,7 +50,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final, Self
 
 import zmq
@@ -96,8 +96,9 @@ MARKET_HWM: Final = 100_000
 #: ZeroMQ heartbeats on every socket: a ping each second, a peer silent for 3 s is dropped.
 ZMQ_HEARTBEAT_MS: Final = 1_000
 ZMQ_HEARTBEAT_TIMEOUT_MS: Final = 3_000
-#: How far back the lookup of a closed order reaches (extended dialect's GET_HISTORY).
-LOOKUP_DAYS: Final = 7
+#: The closed trades an order is looked for among (extended dialect's GET_HISTORY): all of
+#: them, since a terminal's clock (a replay's) need not be this machine's.
+LOOKUP_SPAN: Final = (datetime(1971, 1, 1, tzinfo=UTC), datetime(2099, 12, 31, tzinfo=UTC))
 #: Missing sequence numbers remembered per topic (to tell a late message from a duplicate).
 _MISSING_KEPT: Final = 10_000
 
@@ -307,11 +308,21 @@ class BridgeClient:
             self.dialect = Dialect.LEGACY
             return
         self.dialect = Dialect.EXTENDED
-        rid = self._next_id()
-        text = hello_command(self.config.client_id, request_id=rid, version=PROTOCOL_VERSION)
+        # A bridge known to speak the extended dialect is asked again after a lost reply, as
+        # any request is; "auto" asks once, so a legacy EA (silent to HELLO) is found quickly.
+        attempts = self.config.retries + 1 if wanted == "extended" else 1
         reply = None
-        if self._send(text, self.config.timeout_seconds):
-            reply = self._await(rid, ("HELLO",), self.config.timeout_seconds)
+        for attempt in range(attempts):
+            if attempt:
+                self.counters.retries += 1
+            reply = self._exchange(
+                lambda rid: hello_command(
+                    self.config.client_id, request_id=rid or "", version=PROTOCOL_VERSION
+                ),
+                ("HELLO",),
+            )
+            if reply is not None:
+                break
         if reply is not None and reply.get("_response") == "OK":
             self.hello = reply
             return
@@ -566,15 +577,14 @@ class BridgeClient:
     def find_order(self, client_order_id: str) -> Reply | None:
         """Return the terminal's entry of the order whose comment starts with
         ``client_order_id`` and whose magic number is ours (open, pending or, in the extended
-        dialect, closed in the last :data:`LOOKUP_DAYS` days), with ``_ticket`` and ``_closed``
+        dialect, closed), with ``_ticket`` and ``_closed``
         (0 or 1) added; None if the terminal never had it."""
         magic = self.config.magic
         for ticket, entry in self.open_trades().items():
             if entry.get("_magic") == magic and _order_of(entry) == client_order_id:
                 return {**entry, "_ticket": ticket, "_closed": 0}
         if self.dialect is Dialect.EXTENDED:
-            now = utc_now()
-            closed = self.history(now - timedelta(days=LOOKUP_DAYS), now + timedelta(days=1))
+            closed = self.history(*LOOKUP_SPAN, magic=magic)
             for ticket, entry in closed.items():
                 if entry.get("_magic") == magic and _order_of(entry) == client_order_id:
                     return {**entry, "_ticket": ticket, "_closed": 1}

@@ -23,6 +23,11 @@ Its rules, MT4's where MT4 has one:
   equity minus margin. An order whose margin exceeds the free margin is refused (134).
 - **EA inputs** ``max_orders`` and ``max_lot_size`` (None: no limit; the DWX EA's defaults of 1
   order and 0.01 lot are not copied) refuse an order with the EA's codes.
+- **State.** What lives at the broker (balance, open trades and pending orders, the history,
+  the next ticket) is :meth:`SimTerminal.state`, a :class:`TerminalState` that
+  :meth:`SimTerminal.restore` takes back, so a simulator restarted on a saved account goes on
+  where it was; :attr:`SimTerminal.revision` counts the changes of that state (an order opened,
+  modified, triggered or closed; the balance), so its keeper knows when to save it.
 - **Faults** (:class:`execution.brokers.mt4.replay.FaultPlan`): ``context_busy`` answers a
   trade command with ``TRADE_CONTEXT_BUSY__``, ``reject_trade`` with a requote (138); with
   :attr:`SimTerminal.broker_connected` False every order command is aborted as the EA aborts it.
@@ -33,13 +38,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.clocks import BROKER_NY_CLOSE
+from core.errors import UsageError
 from core.times import ns_from_utc
 from core.types import Instrument, Side
 from execution.brokers.mt4.protocol import (
@@ -143,6 +149,24 @@ class ClosedTrade:
     commission: float
 
 
+class TerminalState(BaseModel):
+    """What a simulated account keeps across restarts: what MT4 keeps at the broker.
+
+    ``cash`` and ``currency`` are the account's deposit and currency when it was opened;
+    ``next_ticket`` the ticket the next order gets; ``history`` the closed trades, each with
+    its ticket, in the order they closed. Times are UTC.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cash: float = Field(gt=0)
+    currency: str
+    balance: float
+    next_ticket: int = Field(gt=0)
+    orders: tuple[TerminalOrder, ...] = ()
+    history: tuple[tuple[int, ClosedTrade], ...] = ()
+
+
 class SimTerminal:
     """The simulated MT4 account: orders, quotes, money, history.
 
@@ -181,6 +205,77 @@ class SimTerminal:
         self.orders: dict[int, TerminalOrder] = {}
         self.history: list[tuple[int, ClosedTrade]] = []
         self._next_ticket = config.ticket_base
+        self._revision = 0
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        """Return how many times the account's state (:meth:`state`) has changed so far."""
+        return self._revision
+
+    @property
+    def next_ticket(self) -> int:
+        """Return the ticket the next order (or the rest of a partly closed trade) gets."""
+        return self._next_ticket
+
+    def state(self) -> TerminalState:
+        """Return the account as the broker keeps it (:class:`TerminalState`)."""
+        return TerminalState(
+            cash=self.config.cash, currency=self.config.currency, balance=self.balance,
+            next_ticket=self._next_ticket, orders=tuple(self.orders[t] for t in sorted(self.orders)),
+            history=tuple(self.history),
+        )  # fmt: skip
+
+    def restore(self, state: TerminalState) -> None:
+        """Take back an account saved by :meth:`state`: balance, orders, history, tickets.
+
+        The deposit (``cash``) becomes the saved one; leverage, stop level and the EA's inputs
+        stay this terminal's.
+
+        Raises
+        ------
+        UsageError
+            If the saved account is in another currency, holds orders on symbols this terminal
+            does not trade, or its next ticket is not above every ticket it holds.
+        """
+        if state.currency.upper() != self.config.currency.upper():
+            msg = (
+                f"the saved account is in {state.currency}, this terminal in "
+                f"{self.config.currency}: set account_currency to {state.currency} or use "
+                "another account"
+            )
+            raise UsageError(msg)
+        missing = sorted({o.symbol for o in state.orders} - set(self.instruments))
+        if missing:
+            msg = (
+                f"the saved account holds orders on {', '.join(missing)}, which this terminal "
+                "does not trade: add them to the symbols"
+            )
+            raise UsageError(msg)
+        tickets = [o.ticket for o in state.orders] + [t for t, _ in state.history]
+        if tickets and state.next_ticket <= max(tickets):
+            msg = (
+                f"the saved account's next ticket {state.next_ticket} is not above its ticket "
+                f"{max(tickets)}: the account's file is damaged"
+            )
+            raise UsageError(msg)
+        self.config = self.config.model_copy(update={"cash": state.cash})
+        self.balance = state.balance
+        self.orders = {o.ticket: _utc_order(o) for o in state.orders}
+        self.history = [
+            (t, replace(d, order=_utc_order(d.order), close_time=d.close_time.astimezone(UTC)))
+            for t, d in state.history
+        ]
+        self._next_ticket = state.next_ticket
+        self._revision += 1
+
+    def set_quote(self, symbol: str, bid: float, ask: float) -> None:
+        """Take a quote as the current one without acting on it (no trigger, no SL or TP).
+
+        For the last quote a restored account had already seen and acted on.
+        """
+        self.quotes[symbol] = (bid, ask)
 
     # -- quotes ---------------------------------------------------------------------------
 
@@ -198,6 +293,7 @@ class SimTerminal:
                     self.orders[ticket] = replace(
                         order, kind=kind, open_price=ask if buy else bid, open_time=now
                     )
+                    self._revision += 1
                 continue
             buy = order.kind is OrderKind.BUY
             mark = bid if buy else ask
@@ -294,6 +390,7 @@ class SimTerminal:
             comment=command.comment,
         )  # fmt: skip
         self.orders[ticket] = order
+        self._revision += 1
         return execution_reply(
             magic=order.magic, ticket=ticket, open_time=now, open_price=price, sl=sl, tp=tp,
             clock=cfg.clock,
@@ -342,12 +439,16 @@ class SimTerminal:
         base = round(command.price, inst.digits) if command.price > 0 else order.open_price
         buy = order.kind in (OrderKind.BUY, OrderKind.BUY_LIMIT, OrderKind.BUY_STOP)
         sl, tp = _levels(buy, base, command.sl, command.tp, inst.digits)
-        bid, ask = self.quotes[order.symbol]
+        quote = self.quotes.get(order.symbol)
+        if quote is None:  # a restored order before its symbol's first quote
+            return error_reply("MODIFY", int(MT4Error.OFF_QUOTES))
+        bid, ask = quote
         point = 10.0**-inst.digits
         pending_at = order.open_price if order.kind.is_pending else None
         if not self._stops_ok(buy, sl, tp, bid, ask, point, pending_at=pending_at):
             return error_reply("MODIFY", int(MT4Error.INVALID_STOPS))
         self.orders[order.ticket] = replace(order, sl=sl, tp=tp)
+        self._revision += 1
         return modify_reply(ticket=order.ticket, sl=sl, tp=tp)
 
     # -- CLOSE ----------------------------------------------------------------------------
@@ -360,10 +461,13 @@ class SimTerminal:
             if command.action is TradeAction.CLOSE_PARTIAL:
                 return error_reply("CLOSE", int(MT4Error.INVALID_TICKET))
             del self.orders[order.ticket]
+            self._revision += 1
             return close_reply(
                 ticket=order.ticket, close_price=order.open_price, close_lots=order.lots,
                 response=CloseResponse.CLOSE_PENDING,
             )  # fmt: skip
+        if order.symbol not in self.quotes:  # a restored trade before its symbol's first quote
+            return error_reply("CLOSE", int(MT4Error.OFF_QUOTES))
         lots = order.lots
         response = CloseResponse.CLOSE_MARKET
         if command.action is TradeAction.CLOSE_PARTIAL:
@@ -386,6 +490,7 @@ class SimTerminal:
                 continue
             if order.kind.is_pending:
                 del self.orders[ticket]
+                self._revision += 1
                 responses[ticket] = closed_entry(
                     symbol=order.symbol, magic=order.magic, close_price=order.open_price,
                     close_lots=order.lots, response=CloseResponse.CLOSE_PENDING,
@@ -417,12 +522,14 @@ class SimTerminal:
         direction = 1.0 if buy else -1.0
         pnl = round(direction * (price - order.open_price) * units * rate, 2)
         per_unit = costs.swap_long if buy else costs.swap_short
-        nights = costs.rollovers(ns_from_utc(order.open_time), ns_from_utc(now))
+        # No negative nights: a restored trade may have opened after a replay started again.
+        nights = max(0, costs.rollovers(ns_from_utc(order.open_time), ns_from_utc(now)))
         swap = round(units * per_unit * rate * nights, 2)
         commission = round(-2.0 * units * costs.commission_per_unit, 2)
         self.balance = round(self.balance + pnl + swap + commission, 2)
         done = ClosedTrade(part, price, now, pnl, swap, commission)
         self.history.append((ticket, done))
+        self._revision += 1
         rest = round(order.lots - lots, 8)
         if rest > _LOT_EPS:
             new = self._new_ticket()
@@ -551,6 +658,10 @@ class SimTerminal:
         ticket = self._next_ticket
         self._next_ticket += 1
         return ticket
+
+
+def _utc_order(order: TerminalOrder) -> TerminalOrder:
+    return replace(order, open_time=order.open_time.astimezone(UTC))
 
 
 def _levels(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.errors import UsageError
 from core.instruments import InstrumentRegistry
 from execution.brokers.mt4.protocol import (
     MAX_LOT_SIZE_EXCEEDED,
@@ -14,22 +15,29 @@ from execution.brokers.mt4.protocol import (
     parse_command,
 )
 from execution.brokers.mt4.replay import FaultKind, FaultPlan
-from execution.brokers.mt4.terminal import SimTerminal, TerminalConfig
+from execution.brokers.mt4.terminal import SimTerminal, TerminalConfig, TerminalState
 
 T0 = datetime(2017, 3, 14, 9, 0, 7, tzinfo=UTC)  # 12:00:07 on the broker clock
 
 
 def _terminal(**config: object) -> SimTerminal:
-    registry = InstrumentRegistry.default()
-    faults = config.pop("faults", None)
-    term = SimTerminal(
-        TerminalConfig(**config),  # type: ignore[arg-type]
-        {s: registry.get(s) for s in ("EURUSD", "USDJPY")},
-        faults=faults,  # type: ignore[arg-type]
-    )
+    term = _bare(config=config)
     term.on_quote("EURUSD", 1.06379, 1.06387, T0)
     term.on_quote("USDJPY", 115.151, 115.160, T0)
     return term
+
+
+def _bare(
+    symbols: tuple[str, ...] = ("EURUSD", "USDJPY"), config: dict[str, object] | None = None
+) -> SimTerminal:
+    registry = InstrumentRegistry.default()
+    config = dict(config or {})
+    faults = config.pop("faults", None)
+    return SimTerminal(
+        TerminalConfig(**config),  # type: ignore[arg-type]
+        {s: registry.get(s) for s in symbols},
+        faults=faults,  # type: ignore[arg-type]
+    )
 
 
 def _send(term: SimTerminal, text: str, at: datetime = T0) -> dict:
@@ -120,3 +128,71 @@ def test_faults_answer_with_the_ea_errors() -> None:
     offline.broker_connected = False
     reply = _send(offline, "TRADE;OPEN;0;EURUSD;0;0;0;c;0.01;1;0")
     assert reply["_response"] == "NO_BROKER_CONNECTION__ABORTED_COMMAND"
+
+
+def test_state_restored_from_json_gives_same_account_and_next_ticket() -> None:
+    # Arrange: a trade open, a pending order, a trade partly closed, the balance moved.
+    term = _terminal()
+    _send(term, "TRADE;OPEN;0;EURUSD;0;50;100;a;0.02;1;0")
+    _send(term, "TRADE;OPEN;2;USDJPY;115.0;0;0;b;0.1;2;0")
+    ticket = _send(term, "TRADE;OPEN;1;EURUSD;0;0;0;c;0.03;3;0")["_ticket"]
+    _send(term, f"TRADE;CLOSE_PARTIAL;0;EURUSD;0;0;0;c;0.01;3;{ticket}")
+    text = term.state().model_dump_json()
+
+    # Act
+    again = _bare(config={"cash": 500.0})
+    again.restore(TerminalState.model_validate_json(text))
+    again.set_quote("EURUSD", 1.06379, 1.06387)
+    again.set_quote("USDJPY", 115.151, 115.160)
+
+    # Assert
+    assert again.balance == term.balance != 10_000.0 and again.config.cash == 10_000.0
+    assert again.orders == term.orders and again.history == term.history
+    listed = "TRADE;GET_OPEN_TRADES;0;;0;0;0;;0;0;0"
+    assert _send(again, listed) == _send(term, listed)
+    opened = _send(again, "TRADE;OPEN;0;EURUSD;0;0;0;d;0.01;1;0")
+    assert opened["_ticket"] == term.next_ticket == ticket + 2
+
+
+def test_revision_moves_on_every_change_of_the_account_only() -> None:
+    term = _terminal()
+    start = term.revision
+    _send(term, "TRADE;GET_OPEN_TRADES;0;;0;0;0;;0;0;0")
+    _send(term, "TRADE;GET_ACCOUNT_INFO;0;;0;0;0;;0;0;0")
+    term.on_quote("EURUSD", 1.06380, 1.06388, T0)
+    unchanged = term.revision
+    ticket = _send(term, "TRADE;OPEN;0;EURUSD;0;0;0;a;0.01;1;0")["_ticket"]
+    opened = term.revision
+    _send(term, f"TRADE;MODIFY;0;EURUSD;0;0;200;a;0;1;{ticket}")
+    modified = term.revision
+    _send(term, "TRADE;OPEN;2;USDJPY;115.0;0;0;b;0.1;2;0")
+    term.on_quote("USDJPY", 114.990, 114.999, T0)  # the buy limit triggers
+    triggered = term.revision
+    _send(term, f"TRADE;CLOSE;0;EURUSD;0;0;0;a;0;1;{ticket}")
+
+    assert unchanged == start
+    assert start < opened < modified < triggered - 1 < term.revision
+
+
+def test_restore_refuses_foreign_symbols_and_currency() -> None:
+    term = _terminal()
+    _send(term, "TRADE;OPEN;0;USDJPY;0;0;0;a;0.1;1;0")
+    state = term.state()
+
+    with pytest.raises(UsageError, match="USDJPY, which this terminal does not trade"):
+        _bare(("EURUSD",)).restore(state)
+    with pytest.raises(UsageError, match="the saved account is in USD"):
+        _bare(config={"currency": "EUR"}).restore(state)
+
+
+def test_restored_trade_before_any_quote_is_off_quotes_not_a_crash() -> None:
+    term = _terminal()
+    ticket = _send(term, "TRADE;OPEN;0;EURUSD;0;0;0;a;0.01;1;0")["_ticket"]
+    again = _bare()
+    again.restore(term.state())
+
+    closed = _send(again, f"TRADE;CLOSE;0;EURUSD;0;0;0;a;0;1;{ticket}")
+    modified = _send(again, f"TRADE;MODIFY;0;EURUSD;0;0;200;a;0;1;{ticket}")
+
+    assert closed["_response"] == modified["_response"] == "136"
+    assert list(again.orders) == [ticket]
