@@ -152,7 +152,7 @@ demo: install ## Sample: the research pipeline as Prefect flows, sweep, backtest
 	$(BIN)/solodesk data sql "select session, count(*) as fills, round(sum(fees), 2) as fees, min(ts) as first, max(ts) as last from live_fills group by session order by session"
 	@echo "MetaTrader 4 over the bridge: the MT4 simulator stands in for the terminal on 127.0.0.1:$(MT4_PORTS) (EURUSD H1 from 2017-11-27 at 72,000x real time); a paper session trades the bars it closes:"
 	@$(BIN)/solodesk mt4 sim --symbols EURUSD --timeframe H1 --from 2017-11-27 --speed 72000 --spread 1.0 \
-	    --ports $(MT4_PORTS) > '$(SOLODESK_HOME)/mt4-sim.out' & sim=$$!; \
+	    --ports $(MT4_PORTS) --wait-for-client > '$(SOLODESK_HOME)/mt4-sim.out' & sim=$$!; \
 	  for i in $$(seq 40); do grep -q ready '$(SOLODESK_HOME)/mt4-sim.out' && break; sleep 0.25; done; \
 	  cat '$(SOLODESK_HOME)/mt4-sim.out'; \
 	  SOLODESK_MT4__PORTS='[$(MT4_PORTS)]' $(BIN)/solodesk paper --symbol EURUSD --timeframe H1 \
@@ -204,7 +204,7 @@ mlflow: install ## Open the MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) (runs a
 	    --default-artifact-root 'file://$(abspath $(SOLODESK_HOME))/mlflow/artifacts'
 
 .PHONY: bench
-bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward, event loop, decision latency, dashboard page loads; shared data needed)
+bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk-forward, event loop, decision latency, dashboard page loads, MT4 bridge latency; shared data needed)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/features.py
@@ -213,6 +213,7 @@ bench: install ## Run the benchmarks (start-up, ingest, features, backtest, walk
 	$(BIN)/python bench/event_loop.py
 	$(BIN)/python bench/decision_latency.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/bridge.py
 
 .PHONY: dvc-repro
 dvc-repro: install ## Reproduce the DVC pipeline (ingest, features, train, walkforward; params.yaml)

@@ -237,6 +237,10 @@ class MT4Settings(BaseModel):
     curve_public_key: str | None = None
     curve_secret_key: SecretStr | None = None
 
+    def broker_symbol(self, symbol: str) -> str:
+        """Return a symbol's name at the broker: ``symbols`` maps it, else the same name."""
+        return self.symbols.get(symbol, symbol)
+
     @field_validator("clock")
     @classmethod
     def _clock(cls, value: str) -> str:
@@ -375,6 +379,16 @@ class Settings(BaseSettings):
         return self.home / "inbox"
 
     @property
+    def mt4_inbox_dir(self) -> Path:
+        """Return where bars pulled from MT4 wait for the ingest, ``inbox/mt4``."""
+        return self.inbox_dir / "mt4"
+
+    @property
+    def mt4_match_reports_dir(self) -> Path:
+        """Return where MT4 match reports go, ``reports/mt4-match``."""
+        return self.reports_dir / "mt4-match"
+
+    @property
     def live_inbox_dir(self) -> Path:
         """Return where live sessions' kept bars wait for the store, ``inbox/live/<session>``."""
         return self.inbox_dir / "live"
@@ -407,6 +421,10 @@ class Settings(BaseSettings):
     def notice_log_path(self) -> Path:
         """Return the alert log: every notice the desk raised, one JSON line each."""
         return self.state_dir / "notices.jsonl"
+
+    def mt4_account_dir(self, name: str) -> Path:
+        """Return the folder of a named MT4 simulator account, ``mt4-sim/accounts/<name>``."""
+        return self.home / "mt4-sim" / "accounts" / name
 
     def mt4_sim_dir(self, run: str) -> Path:
         """Return the folder of one MT4 simulator run (its trade history), ``mt4-sim/<run>``."""

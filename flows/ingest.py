@@ -9,7 +9,6 @@ deleted, and a file that failed stays for the next run. Its artifacts: a table o
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from core.errors import UsageError
 from core.ids import new_run_id
 from core.settings import Settings
 from core.timeframes import Timeframe
-from core.times import COMPACT, utc_now
 from core.types import DateOrder, SeriesKey, Side, SourceFormat, VolumeKind
 from flows.common import (
     compute_task,
@@ -43,6 +41,7 @@ from services.ingest import (
     ingest_options,
     ingest_result,
     load_sources,
+    move_to_done,
     record_bars,
     record_reports,
     refresh,
@@ -95,14 +94,9 @@ def _folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def _done(files: list[Path], folder: Path) -> None:
-    done = folder / "done"
-    done.mkdir(parents=True, exist_ok=True)
+def _done(files: list[Path]) -> None:
     for path in files:
-        target = done / path.name
-        if target.exists():
-            target = done / f"{path.stem}-{utc_now().strftime(COMPACT)}{path.suffix}"
-        shutil.move(str(path), target)
+        move_to_done(path)
 
 
 def _record(result: IngestResult, quarantine_share: float) -> None:
@@ -177,7 +171,7 @@ def ingest_flow(
     if share >= QUARANTINE_ALERT_SHARE:
         notify_data_quality(settings, result, share)
     if waiting:
-        _done(waiting, Path(folder))  # type: ignore[arg-type]
+        _done(waiting)
     return result.model_dump(mode="json")
 
 

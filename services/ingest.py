@@ -20,6 +20,7 @@ The job's steps:
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from core.errors import SolodeskError, UsageError
 from core.ids import new_run_id
 from core.settings import Settings
 from core.timeframes import Timeframe, parse_timeframe
-from core.times import iso_z, parse_utc, utc_now
+from core.times import COMPACT, iso_z, parse_utc, utc_now
 from core.types import DateOrder, SeriesKey, Side, SourceFormat, VolumeKind
 from feature_store.catalog import refresh_catalog
 from feature_store.reports import write_report
@@ -667,3 +668,15 @@ def resample_stored(
         tx.commit()
     warnings = refresh(settings)
     return ResampleResult(series=tuple(t.result() for t in tallies), warnings=tuple(warnings))
+
+
+def move_to_done(path: Path) -> Path:
+    """Move an ingested file into the ``done/`` folder beside it and return where it went; a
+    file of that name already there is kept, the new one gets the time in its name."""
+    done = path.parent / "done"
+    done.mkdir(parents=True, exist_ok=True)
+    target = done / path.name
+    if target.exists():
+        target = done / f"{path.stem}-{utc_now().strftime(COMPACT)}{path.suffix}"
+    shutil.move(str(path), target)
+    return target

@@ -15,7 +15,6 @@ quarantine included) and moves it to ``done/``. A file whose ingest failed stays
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,14 +26,14 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import UsageError
 from core.settings import Settings
 from core.timeframes import Timeframe
-from core.times import COMPACT, iso_z, utc_now
+from core.times import COMPACT, iso_z
 from core.types import SeriesKey, Side, VolumeKind
 from execution.brokers.mt4.client import BridgeClient
 from execution.brokers.mt4.protocol import MT4Bar
 from feature_store.store import write_atomic
 from pipelines.ingest.normalize import BAR_SCHEMA
 from services.common import Progress
-from services.ingest import IngestResult, SeriesIngest, ingest, ingest_options
+from services.ingest import IngestResult, SeriesIngest, ingest, ingest_options, move_to_done
 
 #: Bars asked for in one ``HIST`` request.
 CHUNK_BARS: Final = 2_000
@@ -65,7 +64,7 @@ class HistoryResult(BaseModel):
 
 def history_inbox(settings: Settings) -> Path:
     """Return the drop folder of bars pulled from MT4, ``inbox/mt4``."""
-    return settings.inbox_dir / "mt4"
+    return settings.mt4_inbox_dir
 
 
 def check_range(start: datetime, end: datetime) -> None:
@@ -158,13 +157,7 @@ def ingest_history_file(
         symbol=key.symbol, timeframe=key.timeframe, side=key.side, volume_kind=MT4_VOLUME
     )
     result = ingest([str(path)], options, settings, progress)
-    done = path.parent / "done"
-    done.mkdir(parents=True, exist_ok=True)
-    target = done / path.name
-    if target.exists():
-        target = done / f"{path.stem}-{utc_now().strftime(COMPACT)}{path.suffix}"
-    shutil.move(str(path), target)
-    return result, target
+    return result, move_to_done(path)
 
 
 def pull_history(
@@ -195,7 +188,8 @@ def pull_history(
     client = connect() if connect is not None else BridgeClient(settings.mt4).connect()
     try:
         bars = pull_bars(
-            client, instrument.symbol, timeframe, start, end, chunk_bars=chunk_bars,
+            client, settings.mt4.broker_symbol(instrument.symbol), timeframe, start, end,
+            chunk_bars=chunk_bars,
             progress=progress,
         )  # fmt: skip
     finally:

@@ -23,7 +23,6 @@ The job:
 from __future__ import annotations
 
 import dataclasses
-import html
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from execution.risk import RiskEngine, parse_risk_overrides
 from feature_store.reports import write_report
 from feature_store.series import SeriesData
 from feature_store.state import IntentRecord, SessionRecord, StateDB
+from pipelines.report_kit import page, table
 from services.backtest import load_strategy_features
 from services.common import Progress
 from services.live_bars import check_session_name, kept_bars
@@ -131,7 +131,7 @@ class Decisions:
 
 def match_report_path(settings: Settings, session: str) -> Path:
     """Return where a session's match report goes, ``reports/mt4-match/<session>.html``."""
-    return settings.reports_dir / "mt4-match" / f"{check_session_name(session)}.html"
+    return settings.mt4_match_reports_dir / f"{check_session_name(session)}.html"
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -183,7 +183,8 @@ def pull_session_bars(
     first: datetime = match.bars["ts"].min()  # type: ignore[assignment]
     last: datetime = match.bars["ts"].max()  # type: ignore[assignment]
     return pull_bars(
-        client, match.inputs.data.key.symbol, match.inputs.data.key.timeframe, first,
+        client, client.config.broker_symbol(match.inputs.data.key.symbol),
+        match.inputs.data.key.timeframe, first,
         last + timedelta(seconds=1), progress=progress,
     )  # fmt: skip
 
@@ -362,14 +363,8 @@ def compare(match: MatchInputs, mt4: pl.DataFrame, backtest: Decisions, digits: 
 # -- record ----------------------------------------------------------------------------------
 
 
-def _table(title: str, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    if not rows:
-        return f"<h2>{html.escape(title)}</h2><p>none</p>"
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    return f"<h2>{html.escape(title)}</h2><table><tr>{header}</tr>{cells}</table>"
+def _rows_or_none(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    return table(columns, rows) if rows else "<p>none</p>"
 
 
 def match_html(report: MatchReport) -> str:
@@ -378,22 +373,20 @@ def match_html(report: MatchReport) -> str:
     prices = [
         (iso_z(p.ts), ", ".join(p.fields), p.mt4, p.session) for p in report.price_differences
     ]
-    title = f"Session {report.session} against MT4"
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif}}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-        "text-align:left}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(report.symbol)} {report.timeframe.value}, strategy "
-        f"{html.escape(report.strategy)}, bars {iso_z(report.first)} to {iso_z(report.last)}: "
-        f"{report.session_bars:,} in the session, {report.mt4_bars:,} from MT4.</p>"
-        f"<p><b>{html.escape(report.message)}</b></p>"
-        + _table("Bars where the replay and the session differ", ("bar (UTC open)",
-                 "replay on MT4's bars", "session"), decisions)
-        + _table("Bars whose prices differ", ("bar (UTC open)", "fields", "MT4", "session"),
-                 prices)
-        + "</body></html>"
+    facts = (
+        f"{report.symbol} {report.timeframe.value}, strategy {report.strategy}, bars "
+        f"{iso_z(report.first)} to {iso_z(report.last)}: {report.session_bars:,} in the "
+        f"session, {report.mt4_bars:,} from MT4"
+    )
+    return page(
+        f"Session {report.session} against MT4",
+        [
+            ("Bars where the replay and the session differ", _rows_or_none(
+                ("bar (UTC open)", "replay on MT4's bars", "session"), decisions)),
+            ("Bars whose prices differ", _rows_or_none(
+                ("bar (UTC open)", "fields", "MT4", "session"), prices)),
+        ],
+        subtitle=report.message, meta=facts,
     )  # fmt: skip
 
 

@@ -37,7 +37,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,7 +45,7 @@ from typing import IO
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from core.errors import UsageError
 from core.ids import new_run_id
@@ -87,6 +87,8 @@ logger = logging.getLogger(__name__)
 RUN_KIND = "mt4_sim"
 #: After the last tick, the last quotes are published again this often (seconds).
 REPUBLISH_SECONDS = 1.0
+#: Closed trades are written to the history file at most this often (seconds), and at the end.
+HISTORY_SECONDS = 1.0
 #: The longest the loop waits before looking at its stop event again (seconds).
 _POLL_SLICE = 0.05
 #: Due ticks are published in bursts between two looks at the command socket: at most this
@@ -124,17 +126,45 @@ class SimOptions(BaseModel):
     max_lot_size: float | None = Field(default=None, gt=0)
     account: str | None = None
     curve: CurveConfig | None = None
+    #: Start the replay when a client first tracks prices or bars, not at once.
+    wait_for_client: bool = False
 
     @field_validator("account")
     @classmethod
     def _account_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ACCOUNT_NAME.fullmatch(value):
-            msg = (
-                f"--account {value!r}: give a name of letters, digits, '_', '.' and '-' "
-                "(at most 64, starting with a letter or digit)"
-            )
-            raise ValueError(msg)
+        if value is not None and account_name_problem(value):
+            raise ValueError(account_name_problem(value))
         return value
+
+
+def account_name_problem(name: str) -> str | None:
+    """Return what is wrong with ``name`` as an account's name (a folder's), None if nothing."""
+    if _ACCOUNT_NAME.fullmatch(name):
+        return None
+    return (
+        f"--account {name!r}: give a name of letters, digits, '_', '.' and '-' "
+        "(at most 64, starting with a letter or digit)"
+    )
+
+
+def sim_curve(secret_key: str, allowed_client_keys: Sequence[str]) -> CurveConfig:
+    """Return the simulator's CURVE settings: its secret key and the client keys admitted.
+
+    Raises
+    ------
+    UsageError
+        If a key is not a CURVE key (40 characters of Z85 text) or no client key is given.
+    """
+    if not allowed_client_keys:
+        raise UsageError("CURVE needs at least one client public key to admit (--curve-allow)")
+    try:
+        return CurveConfig(
+            server_secret=SecretStr(secret_key.strip()),
+            allowed_client_public_keys=tuple(allowed_client_keys),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise UsageError(f"CURVE keys: {problems}") from None
 
 
 class SimAccount(BaseModel):
@@ -293,13 +323,16 @@ def _run(
     restored = written = len(terminal.history)
     i, n = first, len(replay.ts)
     last_republish = time.monotonic()
+    history_at = 0.0
     try:
         while not stop.is_set():
             now_wall = time.monotonic()
             for due, late in [d for d in delayed if d[0] <= now_wall]:
                 delayed.remove((due, late))
                 answered += bool(pub.sockets.reply(late))
-            wait = clock.due_in(int(replay.ts[i])) if i < n else _POLL_SLICE
+            # Waiting for a client, the replay's clock starts when one first tracks something.
+            held = options.wait_for_client and not (pub.prices or pub.rates)
+            wait = clock.due_in(int(replay.ts[i])) if i < n and not held else _POLL_SLICE
             text = pub.sockets.poll(min(wait, _POLL_SLICE))
             if text is not None:
                 down = faults.disconnect()
@@ -314,18 +347,22 @@ def _run(
                     delayed.append((time.monotonic() + delay, reply))
                 else:
                     answered += bool(pub.sockets.reply(reply))
-            elif i < n and clock.due_in(int(replay.ts[i])) <= 0:
+            elif i < n and not held and clock.due_in(int(replay.ts[i])) <= 0:
                 i = server.burst(i, n)
             elif i >= n and time.monotonic() - last_republish >= REPUBLISH_SECONDS:
                 last_republish = time.monotonic()
                 server.republish()
             if keeper is not None:
                 keeper.keep(server.account_ns())
-            if len(terminal.history) != written:
-                written = len(terminal.history)
+            # The history is written at most once a second (and when the run stops): rewriting
+            # it after every close would stall the replay for longer and longer.
+            if len(terminal.history) != written and now_wall - history_at >= HISTORY_SECONDS:
+                written, history_at = len(terminal.history), now_wall
                 _write_history(terminal, history_path)
     finally:
         pub.sockets.close()
+        if len(terminal.history) != written:
+            _write_history(terminal, history_path)
         if keeper is not None:
             keeper.save(server.account_ns())
     return SimSummary(
@@ -356,11 +393,6 @@ def _write_history(terminal: SimTerminal, path: Path) -> None:
 # -- a named account -------------------------------------------------------------------------
 
 
-def _account_dir(settings: Settings, name: str) -> Path:
-    # To become Settings.mt4_account_dir(name).
-    return settings.home / "mt4-sim" / "accounts" / name
-
-
 def load_account(settings: Settings, name: str) -> SimAccount | None:
     """Return the saved account ``name`` (``mt4-sim/accounts/<name>/account.json``); None if
     there is none yet.
@@ -370,7 +402,7 @@ def load_account(settings: Settings, name: str) -> SimAccount | None:
     UsageError
         If the file cannot be read as an account, naming it.
     """
-    path = _account_dir(settings, name) / ACCOUNT_FILE
+    path = settings.mt4_account_dir(name) / ACCOUNT_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -411,7 +443,7 @@ class _AccountKeeper:
             yield None
             return
         name = options.account
-        folder = _account_dir(settings, name)
+        folder = settings.mt4_account_dir(name)
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "lock").open("a", encoding="utf-8") as lock:
             if not _try_lock(lock):

@@ -44,11 +44,6 @@ _EVENT_KINDS = {
 }
 
 
-def broker_symbol(settings: Settings, symbol: str) -> str:
-    """Return a symbol's name at the MT4 broker: ``[mt4] symbols`` maps it, else the same."""
-    return settings.mt4.symbols.get(symbol, symbol)
-
-
 @dataclass
 class BridgeLink:
     """A session's connection to the terminal: the client, and the feed and broker on it."""
@@ -158,7 +153,7 @@ def open_link(
         client.close()
         raise
     link = BridgeLink(
-        client, instrument, timeframe, broker_symbol(settings, instrument.symbol),
+        client, instrument, timeframe, settings.mt4.broker_symbol(instrument.symbol),
         clock_check=check, events=events,
     )  # fmt: skip
     return link

@@ -488,7 +488,12 @@ def run_paper(
             side=options.side, start=options.start, end=options.end,
             feature_set=options.feature_set,
         )  # fmt: skip
-    config = spread_check(inputs.data, options.backtest, spread_given)
+    # A live broker fills at the terminal's own prices: no spread to assume.
+    config = (
+        options.backtest
+        if options.broker == "mt4"
+        else spread_check(inputs.data, options.backtest, spread_given)
+    )
     limits = parse_risk_overrides(settings.risk, options.risk)
     owned = notifier is None
     if notifier is None:

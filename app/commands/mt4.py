@@ -43,6 +43,25 @@ MaxLotOpt = Annotated[
 ]
 SimSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the fault draws.")]
 ChunkOpt = Annotated[int, typer.Option("--chunk", min=1, help="Bars asked for per HIST request.")]
+SimAccountOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--account",
+        help="Keep the account (trades, balance, time) in mt4-sim/accounts/NAME across runs.",
+    ),
+]
+CurveSecretFileOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--curve-secret-file", exists=True, dir_okay=False,
+        envvar="SOLODESK_MT4_SIM_CURVE_SECRET_FILE",
+        help="File holding the simulator's CURVE secret key (Z85); clients set its public key.",
+    ),
+]  # fmt: skip
+CurveAllowOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--curve-allow", help="A client's CURVE public key to admit, repeatable."),
+]
 MatchSessionOpt = Annotated[str, typer.Option("--session", help="The session to match.")]
 MatchReportOpt = Annotated[
     Optional[Path],  # noqa: UP045
@@ -73,6 +92,16 @@ def sim(
     max_orders: MaxOrdersOpt = None,
     max_lot_size: MaxLotOpt = None,
     seed: SimSeedOpt = 0,
+    account: SimAccountOpt = None,
+    curve_secret_file: CurveSecretFileOpt = None,
+    curve_allow: CurveAllowOpt = None,
+    wait_for_client: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-client",
+            help="Start the replay when a client first tracks prices or bars, not at once.",
+        ),
+    ] = False,
 ) -> None:
     """Run the MT4 simulator: bind the expert advisor's three sockets and answer as the EA
     does, in both dialects, over stored bars, until interrupted.
@@ -83,14 +112,24 @@ def sim(
     import threading
 
     from core.settings import load_settings
-    from services.mt4_sim import SimOptions, run_simulator
+    from services.mt4_sim import SimOptions, account_name_problem, run_simulator, sim_curve
 
+    if account is not None and (problem := account_name_problem(account)):
+        raise UsageError(problem)
+    if (curve_secret_file is None) != (not curve_allow):
+        raise UsageError("--curve-secret-file and --curve-allow go together: give both, or neither")
+    curve = (
+        sim_curve(curve_secret_file.read_text(encoding="ascii"), curve_allow or [])
+        if curve_secret_file is not None
+        else None
+    )
     names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
     options = SimOptions(
         symbols=names, timeframe=timeframe, start=date_from, end=date_to,
         speed=speed_value(speed) if speed is not None else 1.0, spread=spread, host=host,
         ports=_ports(ports), cash=cash, leverage=leverage, faults=tuple(fault or ()),
-        seed=seed, max_orders=max_orders, max_lot_size=max_lot_size,
+        seed=seed, max_orders=max_orders, max_lot_size=max_lot_size, account=account,
+        curve=curve, wait_for_client=wait_for_client,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

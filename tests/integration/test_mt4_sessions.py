@@ -5,7 +5,9 @@ whose trade history must hold exactly the session's fills, through a bridge that
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -16,10 +18,11 @@ from testkit.mt4 import bridge_settings, simulator
 from core.ports import NullNotifier
 from core.settings import Settings
 from core.timeframes import Timeframe
+from core.times import utc_from_ns
 from core.types import FeedKind, OrderSide
 from execution.brokers.mt4.client import ClockMismatchError
-from feature_store.state import StateDB
-from services.runtime import PaperOptions, run_paper
+from feature_store.state import FillRecord, StateDB
+from services.runtime import PaperOptions, PaperSummary, run_paper
 
 START = datetime(2017, 3, 1, tzinfo=UTC)
 END = datetime(2017, 3, 15, tzinfo=UTC)
@@ -82,19 +85,19 @@ def test_live_session_fills_are_the_terminals_trades_through_disconnects(home: P
     assert summary.trades >= 2
     # Every closed ticket is an opening fill and a closing fill of the session, same lots and
     # prices; a position still open at the end is the one ticket not in the history.
-    by_ticket: dict[str, list[object]] = {}
+    by_ticket: dict[str, list[FillRecord]] = {}
     for fill in fills:
         by_ticket.setdefault(str(fill.ticket), []).append(fill)
     assert len(history) >= 2
     for row in history.iter_rows(named=True):
         pair = by_ticket.pop(str(row["ticket"]))
         assert len(pair) == 2
-        opened, closed = pair  # type: ignore[misc]
-        assert opened.side is (OrderSide.BUY if row["type"] == 0 else OrderSide.SELL)  # type: ignore[attr-defined]
-        assert opened.units == pytest.approx(row["lots"] * 100_000)  # type: ignore[attr-defined]
-        assert opened.price == pytest.approx(row["open_price"])  # type: ignore[attr-defined]
-        assert closed.price == pytest.approx(row["close_price"])  # type: ignore[attr-defined]
-        assert closed.units == pytest.approx(row["lots"] * 100_000)  # type: ignore[attr-defined]
+        opened, closed = pair
+        assert opened.side is (OrderSide.BUY if row["type"] == 0 else OrderSide.SELL)
+        assert opened.units == pytest.approx(row["lots"] * 100_000)
+        assert opened.price == pytest.approx(row["open_price"])
+        assert closed.price == pytest.approx(row["close_price"])
+        assert closed.units == pytest.approx(row["lots"] * 100_000)
     held = sum(p.units for _, p in position)
     assert len(by_ticket) == (1 if held else 0)
 
@@ -111,3 +114,55 @@ def test_live_session_refuses_a_clock_that_disagrees_with_the_terminal(home: Pat
             )
         sim = run.finish()
     assert sim.trades_closed == 0
+
+
+@pytest.mark.parametrize("broker", ["paper", "mt4"])
+def test_session_survives_a_simulator_restart_with_its_account(home: Path, broker: str) -> None:
+    # Arrange: a session trading against a simulator that is stopped mid-session, stays down
+    # for a second, and comes back on the same ports with the same account
+    account = f"restart-{broker}"
+    session = f"mt4-restart-{broker}"
+    result: dict[str, object] = {}
+    with simulator(home, raw=False, speed=SPEED, start=START, account=account) as first:
+        ports = first.ports
+        settings = Settings(home=home, mt4=bridge_settings(ports))
+
+        def trade() -> None:
+            try:
+                result["summary"] = run_paper(
+                    settings, _options(broker=broker), session=session, notifier=NullNotifier()
+                )
+            except BaseException as exc:  # handed to the test below
+                result["error"] = exc
+
+        thread = threading.Thread(target=trade, daemon=True)
+        thread.start()
+        time.sleep(4.0)
+        before = first.finish()
+    time.sleep(1.0)
+    with simulator(
+        home, raw=False, speed=SPEED, start=START, account=account, ports=ports
+    ) as second:
+        thread.join(60)
+        after = second.finish()
+
+    # Act / Assert: the session finished on the second simulator's bars
+    assert not thread.is_alive(), "the session did not finish within 60 s of the restart"
+    assert "error" not in result, result.get("error")
+    summary = result["summary"]
+    assert isinstance(summary, PaperSummary)
+    assert summary.status == "finished"
+    assert after.resumed_at is not None
+    assert before.commands_answered > 0 and after.commands_answered > 0  # both served it
+    with StateDB.open(settings) as db:
+        kept = [row[0] for row in db.bars_of(session)]
+        fills = db.fills(session)
+    assert kept == sorted(set(kept))  # every bar once, in order, across the restart
+    assert utc_from_ns(kept[-1]) >= END - timedelta(days=1)
+    if broker == "mt4":
+        history = pl.read_parquet(after.history)
+        closed = {str(t) for t in history["ticket"]}
+        tickets = {str(f.ticket) for f in fills}
+        assert closed <= tickets
+        assert len(tickets - closed) <= 1  # the position still open at the end, if any
+        assert before.run != after.run

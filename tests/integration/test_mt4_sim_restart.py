@@ -16,7 +16,6 @@ from typing import Any
 import polars as pl
 import pytest
 from conftest import SampleDesk
-from pydantic import SecretStr
 from testkit.mt4 import Client, bridge_settings, simulator
 
 from core.errors import UsageError
@@ -25,9 +24,9 @@ from core.timeframes import Timeframe
 from execution.brokers.mt4.client import BridgeClient
 from execution.brokers.mt4.protocol import Dialect, parse_reply
 from execution.brokers.mt4.replay import TICKS_PER_BAR
-from execution.brokers.mt4.sockets import CurveConfig, curve_key_pair
+from execution.brokers.mt4.sockets import curve_key_pair
 from feature_store.series import load_series
-from services.mt4_sim import ACCOUNT_FILE, SimAccount
+from services.mt4_sim import ACCOUNT_FILE, SimAccount, sim_curve
 
 MARCH: dict[str, Any] = {
     "start": datetime(2017, 3, 1, tzinfo=UTC),
@@ -174,9 +173,7 @@ def test_mt4_sim_damaged_account_file_is_refused_naming_it(home: Path) -> None:
 
 def test_mt4_sim_with_curve_admits_an_allowed_client(home: Path) -> None:
     server, desk = curve_key_pair(), curve_key_pair()
-    curve = CurveConfig(
-        server_secret=SecretStr(server.secret), allowed_client_public_keys=(desk.public,)
-    )
+    curve = sim_curve(server.secret, [desk.public])
 
     with simulator(home, raw=False, curve=curve, **JUNE) as run:
         config = bridge_settings(
@@ -188,3 +185,12 @@ def test_mt4_sim_with_curve_admits_an_allowed_client(home: Path) -> None:
         run.finish()
 
     assert account["account_balance"] == 10_000.0
+
+
+def test_sim_curve_refuses_a_key_that_is_not_one() -> None:
+    server = curve_key_pair()
+
+    with pytest.raises(UsageError, match="allowed client key 0: not a CURVE key"):
+        sim_curve(server.secret, ["not-a-key"])
+    with pytest.raises(UsageError, match="at least one client public key"):
+        sim_curve(server.secret, [])

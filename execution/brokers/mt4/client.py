@@ -60,7 +60,7 @@ from core.clocks import Clock, parse_clock
 from core.errors import SolodeskError, UsageError
 from core.settings import MT4Settings
 from core.timeframes import Timeframe
-from core.times import utc_now
+from core.times import MT4_SECONDS, utc_now
 from core.types import Frozen
 from execution.brokers.mt4.protocol import (
     ERROR,
@@ -250,7 +250,7 @@ class BridgeClient:
             if not c.curve_public_key or c.curve_secret_key is None:
                 msg = (
                     "[mt4] curve_server_key is set without this desk's curve_public_key and "
-                    "curve_secret_key: give both (solodesk mt4 keys makes a pair)"
+                    "curve_secret_key: give both (docs/mt4.md says how to make a pair)"
                 )
                 raise UsageError(msg)
             sock.setsockopt(zmq.CURVE_SERVERKEY, c.curve_server_key.encode("ascii"))
@@ -771,8 +771,8 @@ class BridgeClient:
         if not check.ok:
             hours = check.off_seconds / 3600
             msg = (
-                f"the terminal's server time {check.server:%Y.%m.%d %H:%M:%S} is {hours:+.2f} h "
-                f"from {check.expected:%Y.%m.%d %H:%M:%S}, {check.source} on the clock "
+                f"the terminal's server time {check.server.strftime(MT4_SECONDS)} is "
+                f"{hours:+.2f} h from {check.expected.strftime(MT4_SECONDS)}, {check.source} on the clock "
                 f"{check.clock!r}: set [mt4] clock to the broker's server clock (an offset "
                 "such as UTC+2, or broker:ny-close); refusing to trade"
             )

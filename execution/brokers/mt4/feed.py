@@ -81,7 +81,8 @@ class MT4Feed:
         self._calendar = get_calendar(instrument.calendar)
         self._last_ns = -1 if after is None else ns_from_utc(after)
         self._last_data: datetime | None = None
-        self._ended = False
+        # A session whose history already reaches its end has nothing left to trade.
+        self._ended = until is not None and after is not None and after >= until
         #: The latest quote (bid, ask) and bars handed out, fetched to fill a silence.
         self.quote: tuple[float, float] | None = None
         self.bars_out = 0
