@@ -32,6 +32,7 @@ import pytest
 import yaml
 from conftest import SampleDesk
 from testkit.cli import REPO, invoke, solodesk_command, solodesk_env
+from testkit.mt4 import simulator
 
 from core.errors import UsageError
 from core.ports import Notice, NoticeKind
@@ -321,67 +322,56 @@ def test_paper_refuses_a_model_alias_that_is_not_set(desk: ModelDesk) -> None:
         run_paper(desk.settings, _options(model_version=None, model_alias="nightly"), session="x")
 
 
-def _mt4_sim(desk: ModelDesk, account: str) -> tuple[subprocess.Popen[str], str]:
-    sim = subprocess.Popen(
-        [*solodesk_command(), "mt4", "sim", "--symbols", "EURUSD", "--timeframe", "H1",
-         "--from", "2017-11-27", "--speed", "72000", "--spread", "1.0", "--ports", "0,0,0",
-         "--account", account, "--wait-for-client"],
-        env=solodesk_env(desk.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert sim.stdout is not None
-    ports = json.loads(sim.stdout.readline())["ports"]
-    return sim, ",".join(str(p) for p in ports)
+def _bridge_env(ports: tuple[int, int, int]) -> dict[str, str]:
+    """Return the environment reaching a simulator on ``ports``, with short timeouts."""
+    return {
+        "SOLODESK_MT4__PORTS": json.dumps(list(ports)), "SOLODESK_MT4__TIMEOUT_SECONDS": "0.5",
+        "SOLODESK_MT4__BACKOFF_SECONDS": "0.1",
+    }  # fmt: skip
 
 
 def test_model_trades_live_through_the_mt4_simulator_and_on_mt4_prices(desk: ModelDesk) -> None:
-    # Arrange: two `solodesk mt4 sim` over the desk from 2017-11-27, a bar every 50 ms, each
-    # with its account kept; `solodesk live` trades version 1 on one, `solodesk paper --feed
-    # mt4` on the other, at the same time
-    sims = [_mt4_sim(desk, "model-live"), _mt4_sim(desk, "model-paper")]
+    # Arrange: `solodesk live` trades version 1 against a simulator from 2017-11-27 (a bar every
+    # 36 ms once the session tracks its prices, its account kept) whose sockets go down now and
+    # then; `solodesk paper --feed mt4` trades it on another simulator's prices
     model = ["--symbol", "EURUSD", "--timeframe", "H1", "--name", MODEL, "--version", "1",
              "--params", str(PARAMS), "--to", "2017-12-01", "--json"]  # fmt: skip
-    try:
-        live = subprocess.Popen(
-            [*solodesk_command(), "live", *model, "--session", "model-live", "--confirm-live",
+    common = {"speed": 3600.0 * 100, "start": WEEKS, "wait_for_client": True}
+    faults = ("disconnect=0.05:0.3",)  # seed 3: down at commands 9, 11, 15 and 28
+    with simulator(
+        desk.home, raw=False, account="model-live", faults=faults, seed=3, **common
+    ) as run:
+        # Act
+        live = invoke(
+            ["live", *model, "--session", "model-live", "--confirm-live",
              "--risk", "max_daily_loss=0.05",
              "--override", "a test account on the simulator, to watch live fills"],
-            env=solodesk_env(desk.home, SOLODESK_MT4__PORTS=f"[{sims[0][1]}]"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            desk.home, env=_bridge_env(run.ports),
         )  # fmt: skip
-        paper = subprocess.Popen(
-            [*solodesk_command(), "paper", *model, "--session", "model-mt4-paper", "--feed",
-             "mt4", "--spread", "1.0"],
-            env=solodesk_env(desk.home, SOLODESK_MT4__PORTS=f"[{sims[1][1]}]"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        live_sim = run.finish()
+    with simulator(desk.home, raw=False, **common) as run:
+        paper = invoke(
+            ["paper", *model, "--session", "model-mt4-paper", "--feed", "mt4", "--spread", "1.0"],
+            desk.home, env=_bridge_env(run.ports),
         )  # fmt: skip
-
-        # Act
-        live_out, live_err = live.communicate(timeout=180)
-        paper_out, paper_err = paper.communicate(timeout=180)
-    finally:
-        for sim, _ in sims:
-            sim.send_signal(signal.SIGTERM)
-            sim.wait(15)
+        run.finish()
 
     # Assert: both traded the model on the terminal's bars; the live fills are the terminal's
-    assert live.returncode == 0, live_err[-2000:]
-    assert paper.returncode == 0, paper_err[-2000:]
-    assert "live gate: overridden" in live_err
-    summary = json.loads(live_out.splitlines()[-1])
+    assert live.returncode == 0, (live.stderr[-2000:], live.exception)
+    assert paper.returncode == 0, (paper.stderr[-2000:], paper.exception)
+    assert "live gate: overridden" in live.stderr
+    summary = json.loads(live.stdout.splitlines()[-1])
     assert summary["account"] == "mt4:model-live"
     assert summary["bars"] > 0 and summary["model"] == MODEL and summary["model_version"] == 1
-    assert json.loads(paper_out.splitlines()[-1])["bars"] > 0
-    history_file = desk.home / "mt4-sim" / "accounts" / "model-live" / "history.parquet"
+    assert json.loads(paper.stdout.splitlines()[-1])["bars"] > 0
+    assert live_sim.faults_struck.get("disconnect", 0) >= 1
     with StateDB.open(desk.settings) as db:
         fills = db.fills("model-live")
         intents = db.intents("model-live") + db.intents("model-mt4-paper")
-    assert intents, (summary, live_err[-1500:])
+    assert intents
     assert all(i.model_version == "1" for i in intents)
-    closed = (
-        {str(t) for t in pl.read_parquet(history_file)["ticket"]}
-        if history_file.exists()
-        else set()
-    )
+    history = Path(live_sim.history)
+    closed = {str(t) for t in pl.read_parquet(history)["ticket"]} if history.exists() else set()
     tickets = {str(f.ticket) for f in fills}
     assert closed <= tickets
     assert len(tickets - closed) <= 1

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -18,15 +19,16 @@ from testkit.mt4 import bridge_settings, simulator
 from core.ports import NullNotifier
 from core.settings import Settings
 from core.timeframes import Timeframe
-from core.times import utc_from_ns
+from core.times import ns_from_utc, utc_from_ns
 from core.types import FeedKind, OrderSide
 from execution.brokers.mt4.client import ClockMismatchError
+from feature_store.series import load_series
 from feature_store.state import FillRecord, StateDB
 from services.runtime import PaperOptions, PaperSummary, run_paper
 
 START = datetime(2017, 3, 1, tzinfo=UTC)
 END = datetime(2017, 3, 15, tzinfo=UTC)
-SPEED = 3600.0 * 60  # an H1 bar every 60 ms
+SPEED = 3600.0 * 250  # an H1 bar every 14.4 ms
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,21 @@ def test_live_session_refuses_a_clock_that_disagrees_with_the_terminal(home: Pat
     assert sim.trades_closed == 0
 
 
+def _bars_kept(settings: Settings, session: str, *, at_least: int, within: float) -> int:
+    """Wait until a running session has kept ``at_least`` bars; return how many it has."""
+    deadline = time.monotonic() + within
+    kept = 0
+    while time.monotonic() < deadline:
+        reader = StateDB.reader(settings)
+        if reader is not None:
+            with reader:
+                kept = len(reader.bars_of(session))
+        if kept >= at_least:
+            break
+        time.sleep(0.05)
+    return kept
+
+
 @pytest.mark.parametrize("broker", ["paper", "mt4"])
 def test_session_survives_a_simulator_restart_with_its_account(home: Path, broker: str) -> None:
     # Arrange: a session trading against a simulator that is stopped mid-session, stays down
@@ -123,9 +140,12 @@ def test_session_survives_a_simulator_restart_with_its_account(home: Path, broke
     account = f"restart-{broker}"
     session = f"mt4-restart-{broker}"
     result: dict[str, object] = {}
-    with simulator(home, raw=False, speed=SPEED, start=START, account=account) as first:
+    common: dict[str, Any] = {
+        "speed": SPEED, "start": START, "account": account, "wait_for_client": True,
+    }  # fmt: skip
+    with simulator(home, raw=False, **common) as first:
         ports = first.ports
-        settings = Settings(home=home, mt4=bridge_settings(ports))
+        settings = Settings(home=home, mt4=bridge_settings(ports, stale_seconds=0.5))
 
         def trade() -> None:
             try:
@@ -137,12 +157,10 @@ def test_session_survives_a_simulator_restart_with_its_account(home: Path, broke
 
         thread = threading.Thread(target=trade, daemon=True)
         thread.start()
-        time.sleep(4.0)
+        assert _bars_kept(settings, session, at_least=60, within=30.0) >= 60
         before = first.finish()
     time.sleep(1.0)
-    with simulator(
-        home, raw=False, speed=SPEED, start=START, account=account, ports=ports
-    ) as second:
+    with simulator(home, raw=False, ports=ports, **common) as second:
         thread.join(60)
         after = second.finish()
 
@@ -157,7 +175,12 @@ def test_session_survives_a_simulator_restart_with_its_account(home: Path, broke
     with StateDB.open(settings) as db:
         kept = [row[0] for row in db.bars_of(session)]
         fills = db.fills(session)
-    assert kept == sorted(set(kept))  # every bar once, in order, across the restart
+    # every bar the store holds between the first and the last, once, in order, across the
+    # restart (the bars the terminal closed while the session was cut off were fetched)
+    first, last = utc_from_ns(kept[0]), utc_from_ns(kept[-1])
+    stored = load_series(settings, "EURUSD", Timeframe.H1).bars
+    between = stored.filter(pl.col("ts").is_between(first, last))["ts"]
+    assert kept == [ns_from_utc(t) for t in between]
     assert utc_from_ns(kept[-1]) >= END - timedelta(days=1)
     if broker == "mt4":
         history = pl.read_parquet(after.history)

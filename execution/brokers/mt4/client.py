@@ -372,7 +372,7 @@ class BridgeClient:
             wait = min(wait * 2, self.config.backoff_max_seconds)
         self.counters.reconnects += 1
         self._topics.clear()
-        self._retrack()
+        self.retrack()
         self._tell("reconnect", f"reconnected to the MT4 bridge at {self._where()}")
         for callback in list(self.on_reconnect):
             callback()
@@ -630,9 +630,11 @@ class BridgeClient:
         """
         self._prices = tuple(dict.fromkeys(prices))
         self._rates = tuple(dict.fromkeys(rates))
-        self._retrack()
+        self.retrack()
 
-    def _retrack(self) -> None:
+    def retrack(self) -> None:
+        """Ask the terminal again for the prices and bars tracked (a terminal that restarted
+        forgets them, though its sockets come back by themselves)."""
         prices, rates = self._prices, self._rates
         if prices:
             reply = self.request(

@@ -18,6 +18,7 @@ handed out again. While the link is quiet the feed sends heartbeats and reports 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -87,6 +88,9 @@ class MT4Feed:
         self.quote: tuple[float, float] | None = None
         self.bars_out = 0
         self.bars_backfilled = 0
+        self.retracked = 0
+        self._asked_at = time.monotonic()
+        self._last_data_mono = time.monotonic()
         self.on_quote: Callable[[Tick], None] | None = None
 
     def start(self) -> None:
@@ -104,6 +108,7 @@ class MT4Feed:
         bars: list[MT4Bar] = []
         for message in self.client.poll_market(timeout):
             self._last_data = utc_now()
+            self._last_data_mono = time.monotonic()
             if isinstance(message, Tick):
                 if message.symbol == self.broker_symbol:
                     self.quote = (message.bid, message.ask)
@@ -113,10 +118,22 @@ class MT4Feed:
             if message.symbol != self.broker_symbol or message.timeframe is not self.timeframe:
                 continue
             bars += self._closed(message)
+        now = time.monotonic()
         if not bars:
             self.client.keep_alive()
             self.client.stale_symbols(self._is_open)
+            self._ask_again(now)
         return self._batch(bars)
+
+    def _ask_again(self, now: float) -> None:
+        """Track the symbol again when nothing at all has been published for ``stale_seconds``
+        (at most once per ``stale_seconds``): a terminal that restarted answers commands at
+        once but publishes nothing until asked. On a closed market this asks again, harmlessly."""
+        wait = self.client.config.stale_seconds
+        if now - max(self._last_data_mono, self._asked_at) >= wait:
+            self._asked_at = now
+            self.retracked += 1
+            self.client.retrack()
 
     def _closed(self, rate: Rate) -> list[MT4Bar]:
         """Return the bars a published bar closes: itself (extended), or the one before it
