@@ -404,6 +404,8 @@ _TRADE_FIELDS = (
     "TICKET",
 )
 _AMOUNTS = ("PRICE", "SL", "TP", "LOTS")
+_AMOUNT_AT = tuple((name, _TRADE_FIELDS.index(name)) for name in _AMOUNTS)
+_ORDER_KINDS = frozenset(int(k) for k in OrderKind)
 _COUNTS = ("tick_volume", "spread", "real_volume")
 
 
@@ -745,9 +747,9 @@ def _parse_trade(fields: list[str], request_id: str | None) -> TradeCommand:
             f"unknown TRADE ACTION {fields[1][:32]!r}: use one of {actions}"
         ) from None
     kind = _int_field(fields[2], "TYPE")
-    if kind not in {k.value for k in OrderKind}:
+    if kind not in _ORDER_KINDS:
         raise ProtocolError(f"TYPE {kind} is no MT4 order type: use 0 to 5")
-    numbers = {name: _number_field(fields[_TRADE_FIELDS.index(name)], name) for name in _AMOUNTS}
+    numbers = {name: _number_field(fields[at], name) for name, at in _AMOUNT_AT}
     ticket = _int_field(fields[10], "TICKET")
     if ticket < 0:
         raise ProtocolError(f"TICKET {ticket} is negative")
@@ -1113,8 +1115,46 @@ def history_reply(trades: Mapping[int, Reply]) -> Reply:
 # -- replies: the text ------------------------------------------------------------------------
 
 
+def _writable(value: object, extended: bool) -> bool:
+    """Return whether ``value`` holds only what both dialects write and read back unchanged
+    (the check :func:`_checked` makes, without building the path of every item; a False is
+    then explained by :func:`_checked`)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is int:
+            continue
+        if kind is float:
+            if not math.isfinite(item):  # type: ignore[arg-type]
+                return False
+            continue
+        if kind is list:
+            stack.extend(item)  # type: ignore[arg-type]
+            continue
+        if kind is dict:
+            for key, inner in item.items():  # type: ignore[attr-defined]
+                key_kind = type(key)
+                if key_kind is str:
+                    if extended and key.isdigit():
+                        return False
+                elif key_kind is not int:
+                    return False
+                stack.append(inner)
+            continue
+        return False
+    return True
+
+
 def _checked(value: object, where: str, dialect: Dialect) -> None:
     # Only what both dialects can write and read back unchanged.
+    if _writable(value, dialect is Dialect.EXTENDED):
+        return
+    _explain(value, where, dialect)
+
+
+def _explain(value: object, where: str, dialect: Dialect) -> None:
+    """Raise the :class:`ProtocolError` naming the first item :func:`_writable` refuses."""
     if isinstance(value, bool) or value is None:
         raise ProtocolError(f"{where}: {value!r}: replies hold no booleans and no None")
     if isinstance(value, str | int):
@@ -1125,7 +1165,7 @@ def _checked(value: object, where: str, dialect: Dialect) -> None:
         return
     if isinstance(value, list):
         for k, item in enumerate(value):
-            _checked(item, f"{where}[{k}]", dialect)
+            _explain(item, f"{where}[{k}]", dialect)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -1133,7 +1173,7 @@ def _checked(value: object, where: str, dialect: Dialect) -> None:
                 raise ProtocolError(f"{where}: key {key!r}: keys are text or tickets (int)")
             if dialect is Dialect.EXTENDED and isinstance(key, str) and key.isdigit():
                 raise ProtocolError(f"{where}: key {key!r}: write a ticket as an int key")
-            _checked(item, f"{where}[{key!r}]", dialect)
+            _explain(item, f"{where}[{key!r}]", dialect)
         return
     raise ProtocolError(
         f"{where}: {type(value).__name__} {value!r}: use text, numbers, lists, dicts"
