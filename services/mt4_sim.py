@@ -207,6 +207,9 @@ class _Replay:
     symbol: np.ndarray  # index into ``symbols``
     bid: np.ndarray
     ask: np.ndarray
+    #: The stored bar's volume on each bar's first tick, 0 on the others: a bar cut from the
+    #: ticks carries the volume of the stored bars it spans.
+    volume: np.ndarray
     symbols: tuple[str, ...]
     instruments: dict[str, Instrument]
     spread_points: dict[str, int]
@@ -226,6 +229,8 @@ class _Publisher:
     last_quote: dict[str, tuple[float, float]] = field(default_factory=dict)
     sent_quote: dict[str, tuple[float, float]] = field(default_factory=dict)
     bars: dict[tuple[str, Timeframe], tuple[int, list[float], int]] = field(default_factory=dict)
+    #: The stored volume of the bar being built, by (symbol, timeframe).
+    volumes: dict[tuple[str, Timeframe], float] = field(default_factory=dict)
     #: The UTC span (ns) of each bar being built, so ticks inside it skip the clock.
     spans: dict[tuple[str, Timeframe], tuple[int, int]] = field(default_factory=dict)
     held: str | None = None
@@ -519,7 +524,7 @@ def _resume_index(
 
 def _load_replay(settings: Settings, options: SimOptions) -> _Replay:
     names: list[str] = []
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     instruments: dict[str, Instrument] = {}
     spread_points: dict[str, int] = {}
     for k, symbol in enumerate(options.symbols):
@@ -539,7 +544,10 @@ def _load_replay(settings: Settings, options: SimOptions) -> _Replay:
             column = data.bars["spread"].drop_nulls()
             spread = float(column.median() or 0.0) if column.len() else 0.0  # type: ignore[arg-type]
         spread_points[name] = round(spread * 10**inst.digits)
-        parts.append((ticks.ts, np.full(len(ticks), k), ticks.bid, ticks.ask))
+        first = np.ones(len(ticks), dtype=bool)
+        first[1:] = ticks.bar[1:] != ticks.bar[:-1]
+        volume = np.where(first, batch.volume[ticks.bar], 0.0)
+        parts.append((ticks.ts, np.full(len(ticks), k), ticks.bid, ticks.ask, volume))
     ts = np.concatenate([p[0] for p in parts])
     order = np.argsort(ts, kind="stable")
     return _Replay(
@@ -547,6 +555,7 @@ def _load_replay(settings: Settings, options: SimOptions) -> _Replay:
         symbol=np.concatenate([p[1] for p in parts])[order],
         bid=np.concatenate([p[2] for p in parts])[order],
         ask=np.concatenate([p[3] for p in parts])[order],
+        volume=np.nan_to_num(np.concatenate([p[4] for p in parts])[order]),
         symbols=tuple(names),
         instruments=instruments,
         spread_points=spread_points,
@@ -665,6 +674,7 @@ class _Server:
         for symbol, timeframe in kept:
             self.pub.seq.pop(f"{symbol}_{timeframe.value}", None)
             self.pub.bars.pop((symbol, timeframe), None)
+            self.pub.volumes.pop((symbol, timeframe), None)
             self.pub.spans.pop((symbol, timeframe), None)
         return track_rates_reply(len(self.pub.rates), errors)
 
@@ -695,7 +705,7 @@ class _Server:
             self._publish_quote(symbol, bid, ask)
         for tracked, timeframe in self.pub.rates:
             if tracked == symbol:
-                self._rate(symbol, timeframe, bid, now)
+                self._rate(symbol, timeframe, bid, now, float(r.volume[i]))
 
     def republish(self) -> None:
         for symbol in self.pub.prices:
@@ -709,7 +719,9 @@ class _Server:
         self.pub.sent_quote[symbol] = (bid, ask)
         self.quotes_published += 1
 
-    def _rate(self, symbol: str, timeframe: Timeframe, bid: float, now: datetime) -> None:
+    def _rate(
+        self, symbol: str, timeframe: Timeframe, bid: float, now: datetime, volume: float = 0.0
+    ) -> None:
         # Bars are cut on the broker clock (MT4 datetimes), so a D1 bar opens at its midnight.
         key = (symbol, timeframe)
         current = self.pub.bars.get(key)
@@ -717,6 +729,7 @@ class _Server:
         span = self.pub.spans.get(key)
         if current is not None and span is not None and span[0] <= ns < span[1]:
             # Still inside the bar being built: no clock conversion needed.
+            self.pub.volumes[key] = self.pub.volumes.get(key, 0.0) + volume
             ohlc, count = current[1], current[2] + 1
             ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
             self.pub.bars[key] = (current[0], ohlc, count)
@@ -724,6 +737,7 @@ class _Server:
         width = timeframe.minutes * 60
         bucket = mt4_datetime(now) // width * width
         if current is not None and current[0] == bucket:
+            self.pub.volumes[key] = self.pub.volumes.get(key, 0.0) + volume
             ohlc, count = current[1], current[2] + 1
             ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
             self.pub.bars[key] = (bucket, ohlc, count)
@@ -735,13 +749,16 @@ class _Server:
         if current is not None and dialect is Dialect.EXTENDED:
             o, h, lo, c = current[1]
             closed_at = opened_at - timedelta(seconds=bucket - current[0])
+            # The stored bars' volume where they have one, else the ticks counted.
+            stored = round(self.pub.volumes.get(key, 0.0))
             bar = MT4Bar(
-                time=closed_at, open=o, high=h, low=lo, close=c, tick_volume=current[2],
-                spread=spread, closed=True,
+                time=closed_at, open=o, high=h, low=lo, close=c,
+                tick_volume=stored if stored > 0 else current[2], spread=spread, closed=True,
             )  # fmt: skip
             seq = self.pub.next_seq(f"{symbol}_{timeframe.value}", dialect)
             self.pub.send(format_rate(symbol, timeframe, bar, digits, seq=seq), tick=False)
         self.pub.bars[key] = (bucket, [bid, bid, bid, bid], 1)
+        self.pub.volumes[key] = volume
         # The bar ends at the next bucket's wall time: 23 or 25 hours later for a D1 bar
         # across a change of daylight saving.
         self.pub.spans[key] = (

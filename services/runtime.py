@@ -512,6 +512,10 @@ def run_paper(
                 settings, inputs.data.instrument, options.timeframe, notifier, session=name,
                 live=options.broker == "mt4",
             )  # fmt: skip
+        if link is not None and options.broker == "mt4":
+            # A live session trades the account's money: its equity when this run starts.
+            equity = float(link.client.account().get("account_equity") or config.cash)
+            config = config.model_copy(update={"cash": equity})
         db.update_session(name, status="running", pid=os.getpid())
         db.commit()
         runtime = build_runtime(

@@ -164,6 +164,9 @@ def paper(
         _print_shortfall(summary.shortfall)
 
 
+#: The cash a live session's options record; it trades the account's equity, read from the
+#: terminal when it starts.
+LIVE_CASH = 100_000.0
 #: The limits of which at least one must be set before a live session starts.
 LIVE_LIMITS = (
     "max_daily_loss", "max_trailing_drawdown", "max_position_lots", "max_gross_exposure",
@@ -198,7 +201,6 @@ def live(
     sizing: SizingOpt = "all-in",
     stop_loss: StopOpt = None,
     take_profit: StopOpt = None,
-    cash: CashOpt = 100_000.0,
     feature_set: StrategyFeatureSetOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -243,7 +245,7 @@ def live(
                 "--override with a written reason trades it anyway"
             )
     config = backtest_config(
-        cash=cash, fees=0.0, commission=0.0, slippage=0.0, slippage_vol=0.0, spread=0.0,
+        cash=LIVE_CASH, fees=0.0, commission=0.0, slippage=0.0, slippage_vol=0.0, spread=0.0,
         swap_long=0.0, swap_short=0.0, direction=direction, sizing=sizing,
         stop_loss=stop_loss, take_profit=take_profit, trailing_stop=None,
     )  # fmt: skip

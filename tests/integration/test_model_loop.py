@@ -363,6 +363,8 @@ def test_model_trades_live_through_the_mt4_simulator_and_on_mt4_prices(desk: Mod
     summary = json.loads(live.stdout.splitlines()[-1])
     assert summary["account"] == "mt4:model-live"
     assert summary["bars"] > 0 and summary["model"] == MODEL and summary["model_version"] == 1
+    # the session traded the account's money (the simulator's 10,000), not an assumed cash
+    assert summary["shortfall"]["paper_return"] == pytest.approx(summary["final_equity"] / 1e4 - 1)
     assert json.loads(paper.stdout.splitlines()[-1])["bars"] > 0
     assert live_sim.faults_struck.get("disconnect", 0) >= 1
     with StateDB.open(desk.settings) as db:

@@ -221,7 +221,8 @@ def test_mt4_client_reconnects_after_a_disconnection_and_tracks_again(home: Path
     options: dict[str, Any] = {"start": JUNE, "end": datetime(2017, 7, 1, tzinfo=UTC)}
     faults = ("disconnect=0.1:0.7",)
     with simulator(home, raw=False, faults=faults, seed=87, speed=90_000, **options) as run:
-        settings = bridge_settings(run.ports, dialect="extended", timeout_seconds=0.2, retries=1)
+        # a timeout long enough that only the disconnection, not a busy machine, goes unanswered
+        settings = bridge_settings(run.ports, dialect="extended", timeout_seconds=0.5, retries=1)
         client = BridgeClient(settings, on_event=lambda k, m: events.append((k, m))).connect()
         try:
             client.on_reconnect.append(lambda: called.append(client.counters.reconnects))

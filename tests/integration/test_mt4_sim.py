@@ -187,8 +187,12 @@ def test_mt4_sim_extended_dialect_echoes_ids_and_numbers_published_messages(home
     assert set(by_topic) == {"EURUSD", "EURUSD_H1"}
     for seqs in by_topic.values():
         assert seqs == list(range(1, len(seqs) + 1))
+    # A closed bar carries the stored bar's volume, as HIST gives it
     closed = [m for m in market if isinstance(m, Rate) and m.bar.closed]
-    assert closed and all(m.bar.tick_volume == 4 for m in closed)
+    stored = load_series(run.settings, "EURUSD", Timeframe.H1).bars
+    volume = dict(zip(stored["ts"], stored["volume"], strict=True))
+    assert closed
+    assert [m.bar.tick_volume for m in closed] == [round(volume[m.bar.time]) for m in closed]
 
 
 # -- 2. faults ---------------------------------------------------------------------------------
