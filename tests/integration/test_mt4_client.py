@@ -215,14 +215,15 @@ def test_mt4_client_late_reply_is_never_taken_for_another_request(home: Path) ->
 
 def test_mt4_client_reconnects_after_a_disconnection_and_tracks_again(home: Path) -> None:
     # 100 quotes a second (a wall second is 25 market hours), seeded so the fourth command's
-    # disconnection is the only one: HELLO, TRACK_PRICES, two heartbeats, the fourth lost.
+    # disconnection is the only one: HELLO, TRACK_PRICES, two heartbeats, the fourth lost. The
+    # sockets stay down 2.5 s, longer than both tries (0.4 s each), so the client must reconnect.
     events: list[tuple[str, str]] = []
     called: list[int] = []
     options: dict[str, Any] = {"start": JUNE, "end": datetime(2017, 7, 1, tzinfo=UTC)}
-    faults = ("disconnect=0.1:0.7",)
+    faults = ("disconnect=0.1:2.5",)
     with simulator(home, raw=False, faults=faults, seed=87, speed=90_000, **options) as run:
         # a timeout long enough that only the disconnection, not a busy machine, goes unanswered
-        settings = bridge_settings(run.ports, dialect="extended", timeout_seconds=0.5, retries=1)
+        settings = bridge_settings(run.ports, dialect="extended", timeout_seconds=0.4, retries=1)
         client = BridgeClient(settings, on_event=lambda k, m: events.append((k, m))).connect()
         try:
             client.on_reconnect.append(lambda: called.append(client.counters.reconnects))

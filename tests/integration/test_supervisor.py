@@ -216,14 +216,17 @@ def test_supervise_child_frozen_killed_after_hang_seconds_and_restarted(
     # Act
     os.kill(first.pid, signal.SIGSTOP)
     frozen = time.monotonic()
-    second = _child_beating(home, session, supervisor, bars=0, not_pid=first.pid)
+    while process_running(first.pid) and time.monotonic() - frozen < 60:
+        time.sleep(0.05)
     waited = time.monotonic() - frozen
+    second = _child_beating(home, session, supervisor, bars=0, not_pid=first.pid)
     code, summary, stderr = _finish(supervisor)
 
     # Assert: killed once silent for the hang limit (its last beat came up to 1 s before the
-    # freeze), then restarted; the session ends as the uninterrupted one
+    # freeze; the time to kill is measured, not the restarted child's start, which a busy
+    # machine makes slow), then restarted; the session ends as the uninterrupted one
     assert code == 0, stderr
-    assert hang - 1.0 <= waited <= hang + 5.0, waited
+    assert hang - 1.0 <= waited <= hang + 3.0, waited
     assert not process_running(first.pid)
     assert second.pid != first.pid
     assert (summary["status"], summary["starts"], summary["restarts"]) == ("finished", 2, 1)
