@@ -147,7 +147,8 @@ class SupervisorSettings(BaseModel):
     """How ``solodesk supervise`` keeps a trading loop alive (``[supervisor]``).
 
     The loop beats every ``heartbeat_seconds``; a child silent for ``hang_seconds`` is killed
-    and restarted, as is one that exits with an error, after a backoff from
+    and restarted (a child just started has ``start_seconds`` for its first beat: loading a
+    model takes a while), as is one that exits with an error, after a backoff from
     ``backoff_seconds`` doubling up to ``backoff_max_seconds``; more than ``max_restarts`` in
     ``restart_window_seconds`` halts the account and gives up. Below ``min_free_mb`` of free
     disk under the desk's home, or with a state database failing its integrity check, trading
@@ -158,6 +159,7 @@ class SupervisorSettings(BaseModel):
 
     heartbeat_seconds: float = Field(default=1.0, gt=0)
     hang_seconds: float = Field(default=30.0, gt=0)
+    start_seconds: float = Field(default=120.0, gt=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
     max_restarts: int = Field(default=5, ge=0)

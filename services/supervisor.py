@@ -11,7 +11,8 @@ hands it to :class:`Supervisor`, which:
    book with the broker's and replays from its last commit, as any resumed session does;
 3. **watches** the child's exit and its heartbeat (the row the loop replaces in the
    ``heartbeats`` table at least every second, :mod:`execution.loop`): no new heartbeat from
-   the child's process for ``hang_seconds`` (counted from its start until its first beat)
+   the child's process for ``hang_seconds`` (before its first beat, for ``start_seconds``
+   from its start, or ``hang_seconds`` if longer: starting and loading a model take a while)
    means it hangs, and it is killed (SIGKILL to its process group, which ends a stopped
    process too);
 4. **restarts** a child that exited non-zero, was killed by a signal or hung, after a backoff
@@ -361,7 +362,10 @@ class Supervisor:
             if beat is not None and beat[0] == child.pid and beat != seen:
                 seen, last_sign = beat, now
             silent = now - last_sign
-            if silent > cfg.hang_seconds:
+            limit = (
+                cfg.hang_seconds if seen is not None else max(cfg.hang_seconds, cfg.start_seconds)
+            )
+            if silent > limit:
                 _signal_group(child, signal.SIGKILL)
                 return _End(child.pid, child.wait(), hung_seconds=silent)
             if now >= next_guard:

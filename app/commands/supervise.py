@@ -28,6 +28,13 @@ HangSecondsOpt = Annotated[
         help="Kill and restart a child silent this long (default: setting hang_seconds, 30).",
     ),
 ]  # fmt: skip
+StartSecondsOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--start-seconds", min=0.0,
+        help="A child's time for its first heartbeat (default: setting start_seconds, 120).",
+    ),
+]  # fmt: skip
 BackoffOpt = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(
@@ -72,6 +79,7 @@ def supervise(
     session: SessionOpt = None,
     max_restarts: MaxRestartsOpt = None,
     hang_seconds: HangSecondsOpt = None,
+    start_seconds: StartSecondsOpt = None,
     backoff: BackoffOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -96,6 +104,7 @@ def supervise(
     command = paper_command(list(paper_args or []), name)
     updates: dict[str, Any] = {
         "max_restarts": max_restarts, "hang_seconds": hang_seconds, "backoff_seconds": backoff,
+        "start_seconds": start_seconds,
     }  # fmt: skip
     given = {k: v for k, v in updates.items() if v is not None}
     try:

@@ -42,7 +42,10 @@ T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
 def _config(**changes: float) -> SupervisorSettings:
-    base = {"backoff_seconds": 0.0, "hang_seconds": 30.0, "min_free_mb": 0.0, "guard_seconds": 0.2}
+    base = {
+        "backoff_seconds": 0.0, "hang_seconds": 30.0, "start_seconds": 0.5, "min_free_mb": 0.0,
+        "guard_seconds": 0.2,
+    }  # fmt: skip
     return SupervisorSettings(**{**base, **changes})  # type: ignore[arg-type]
 
 
