@@ -281,7 +281,9 @@ class BridgeClient:
         # queue to any client is dropped.
         self._pull = self._socket(zmq.PULL, replies, watch=True)
         self._push = self._socket(zmq.PUSH, commands)
-        self._sub = self._socket(zmq.SUB, market)
+        # So is the market link before a TRACK goes out: a publisher sends nothing to a
+        # subscriber whose subscription has not reached it, and the first quotes would be lost.
+        self._sub = self._socket(zmq.SUB, market, watch=True)
 
     def _close_sockets(self) -> None:
         for sock in (self._push, self._pull, self._sub):
