@@ -62,9 +62,7 @@ class BridgeLink:
         its server time read on the clock setting in the legacy one)."""
         client = self.client
         if client.dialect is Dialect.EXTENDED and client.hello is not None:
-            fresh = client.request(
-                lambda rid: f"#{rid};HELLO;1;{client.config.client_id}", ("HELLO",)
-            )
+            fresh = client.hello_again()
             return from_mt4_time_text(str(fresh["_gmt_time"]), "utc")
         account = client.account()
         return from_mt4_time_text(str(account.get("currenttime", "")), client.clock)

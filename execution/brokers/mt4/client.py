@@ -738,15 +738,19 @@ class BridgeClient:
 
     # -- the clock -----------------------------------------------------------------------------
 
+    def hello_again(self) -> Reply:
+        """Say ``HELLO`` again (extended dialect) and return the answer: the terminal's
+        server time and UTC as they are now."""
+        client_id = self.config.client_id
+        return self.request(lambda rid: hello_command(client_id, request_id=rid or ""), ("HELLO",))
+
     def check_clock(self) -> ClockCheck:
         """Compare the terminal's server time with the clock setting (see the module's notes)."""
         if self.dialect is None:
             self.connect()
         tolerance = self.config.clock_tolerance_seconds
         if self.hello is not None and "_gmt_time" in self.hello:
-            fresh = self.request(
-                lambda rid: hello_command(self.config.client_id, request_id=rid or ""), ("HELLO",)
-            )
+            fresh = self.hello_again()
             server = _wall(fresh["_server_time"])
             reference = from_mt4_time_text(fresh["_gmt_time"], "utc")
             source = "the terminal's UTC"
