@@ -96,6 +96,11 @@ def chart(figure: Any, key: str | None = None) -> None:
     st.plotly_chart(figure, key=key, config={"displaylogo": False})
 
 
+def picture(svg: str, alt: str) -> None:
+    """Show a chart drawn as an SVG picture across the page's width."""
+    st.image(svg, width="stretch", alt=alt)
+
+
 @contextmanager
 def explained() -> Iterator[None]:
     """Show solodesk's own errors (bad settings, a store not built yet) as a message."""

@@ -47,12 +47,14 @@ def warm_up(settings: Settings) -> None:
 
 def _draw_once() -> None:
     """Measure a small equity curve and draw one small figure of each kind the pages show, in
-    the reports' layout: the compiled metrics and Plotly load their code on first use."""
+    the reports' layout, and one as a picture: the compiled metrics, Plotly and matplotlib
+    load their code (and matplotlib its fonts) on first use."""
     import numpy as np
     import plotly.graph_objects as go
 
     from pipelines.backtest.metrics import performance
     from pipelines.report_kit import chart_layout
+    from pipelines.static_chart import figure_svg
 
     hours = np.arange(48, dtype=np.int64) * 3_600_000_000_000
     equity = 100_000.0 + np.cumsum(np.sin(np.arange(48.0)))
@@ -65,3 +67,4 @@ def _draw_once() -> None:
     )  # fmt: skip
     for trace in traces:
         chart_layout(go.Figure(trace), y_title="y", x_title="x").to_plotly_json()
+    figure_svg(chart_layout(go.Figure(traces[0]), y_title="y"), width=200)

@@ -35,6 +35,7 @@ from feature_store.state import Heartbeat, SessionRecord, StateDB
 from pipelines.backtest.metrics import bars_per_year, drawdown, performance
 from pipelines.backtest.tearsheet import drawdown_figure, equity_figure
 from pipelines.report_kit import LOSS_COLOUR, WIN_COLOUR, chart_layout, chart_note, chart_times
+from pipelines.static_chart import figure_svg
 from services.runtime import risk_engine
 
 #: What the pages say when the desk has no state database or no session in it.
@@ -296,6 +297,19 @@ def equity_charts(settings: Settings, session: str) -> tuple[go.Figure, go.Figur
     metrics = performance(values, ts=ts, bars_per_year=per_year, initial_cash=cash)
     times = chart_times(ts)
     return equity_figure(times, values, cash, None), drawdown_figure(times, values, cash, metrics)
+
+
+def equity_pictures(settings: Settings, session: str) -> tuple[str, str] | None:
+    """Return the figures of :func:`equity_charts` drawn as SVG pictures (the page's charts
+    until the person asks for interactive ones); None before the session's first mark."""
+    charts = equity_charts(settings, session)
+    return None if charts is None else (figure_svg(charts[0]), figure_svg(charts[1]))
+
+
+def exposure_picture(settings: Settings, rows: Sequence[ExposureRow]) -> str:
+    """Return :func:`exposure_figure` of ``rows`` drawn as an SVG picture."""
+    del settings  # a view's first argument; the rows carry everything drawn
+    return figure_svg(exposure_figure(rows))
 
 
 def exposure_figure(rows: Sequence[ExposureRow]) -> go.Figure:

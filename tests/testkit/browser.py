@@ -120,12 +120,14 @@ def browser() -> Iterator[Any]:
 @dataclass(frozen=True)
 class PageLoad:
     """One page as the browser showed it: how long until its script finished with every
-    expected heading on screen, the headings it showed, the sidebar's navigation, and the
-    exceptions shown."""
+    expected heading on screen and every table, chart and picture drawn (``complete``; else
+    until it gave up), the headings it showed, the sidebar's navigation, and the exceptions
+    shown."""
 
     path: str
     url: str
     seconds: float
+    complete: bool
     headings: tuple[str, ...]
     navigation: tuple[str, ...]
     exceptions: tuple[str, ...]
@@ -142,7 +144,17 @@ def _state(driver: Any) -> dict[str, Any]:
             "  .map(e => e.innerText.slice(0, 500));"
             "const nav = [...document.querySelectorAll('[data-testid=\"stSidebarNav\"] a')]"
             "  .map(a => a.innerText.trim().split('\\n').pop().trim());"
-            "const waiting = document.querySelectorAll('[data-testid=\"stSkeleton\"]').length;"
+            "const waiting = document.querySelectorAll('[data-testid=\"stSkeleton\"]').length"
+            "  + [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+            "      .filter(e => e.checkVisibility() && !e.querySelector('.main-svg')).length"
+            "  + [...document.querySelectorAll('[data-testid=\"stDataFrame\"]')]"
+            "      .filter(e => e.checkVisibility() && !e.querySelector('canvas')).length"
+            "  + [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+            "      .filter(e => e.checkVisibility() && !(e.complete && e.naturalWidth > 0)).length"
+            "  + [...document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]')]"
+            "      .filter(e => e.checkVisibility() && !e.querySelector('canvas, svg.marks')).length"
+            "  + [...document.querySelectorAll('[data-testid=\"stElementContainer\"]')]"
+            "      .filter(e => e.checkVisibility() && e.childElementCount === 0).length;"
             "return {state: app ? app.getAttribute('data-test-script-state') : null,"
             " heads: heads, errors: errors, nav: nav, waiting: waiting,"
             " path: window.location.pathname};"
@@ -153,9 +165,15 @@ def _state(driver: Any) -> dict[str, Any]:
 def open_page(
     driver: Any, base: str, path: str, expected: tuple[str, ...], shots: Path, timeout: float = 30
 ) -> PageLoad:
-    """Open ``base/path`` and wait until the page's script has finished, no element is still a
-    placeholder and every heading in ``expected`` is shown (or ``timeout``); screenshot it into
-    ``shots``; return what loaded."""
+    """Open ``base/path`` and wait until the page's script has finished, every heading in
+    ``expected`` is shown and every element is drawn (or ``timeout``); screenshot it into
+    ``shots``; return what loaded.
+
+    Drawn means: no placeholder or empty element box, a Plotly chart's SVG, a table's canvas,
+    a picture decoded and a Vega-Lite chart's marks, for every such element shown (an element
+    in a closed expander is not). Streamlit loads the code of each kind of element when the
+    page first shows one, so a page whose script has finished may still be drawing.
+    """
     url = f"{base}/{path}"
     started = time.perf_counter()
     driver.get(url)
@@ -177,7 +195,7 @@ def open_page(
     shot = shots / f"{path or 'root'}.png"
     driver.save_screenshot(str(shot))
     return PageLoad(
-        path=str(seen["path"]), url=url, seconds=seconds, headings=heads,
+        path=str(seen["path"]), url=url, seconds=seconds, complete=done, headings=heads,
         navigation=tuple(seen["nav"]),
         exceptions=tuple(seen["errors"]), screenshot=shot,
     )  # fmt: skip

@@ -1,6 +1,11 @@
 """The Desk page: a trading session's equity and drawdown, today's P&L against the broker day,
 its exposure, open positions and working orders, its risk limits in use, and whether its loop
-is alive."""
+is alive.
+
+The charts open as pictures of the report figures (drawn on the server): a browser's first
+Plotly chart costs it a second or more of loading Plotly's script, and the desk is the page a
+browser opens first. "Interactive charts" swaps them for the Plotly charts.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ from app.dashboard import common as ui
 from core.times import iso_z, iso_z_or_none
 from services.views import desk as views
 
+#: The toggle that swaps the desk's pictures for interactive Plotly charts (zoom, hover).
+INTERACTIVE = "desk_interactive"
+INTERACTIVE_HELP = (
+    "Plotly charts you can zoom and hover. A browser's first Plotly chart loads Plotly's script "
+    "(4.7 MB), which costs a first visit about a second on a small machine, so the desk opens "
+    "with pictures of the same figures."
+)
 SECTIONS = (
     "Equity", "Today", "Exposure", "Open positions and orders", "Risk limits",
     "Feeds and heartbeats",
@@ -61,10 +73,16 @@ def _equity(view: views.DeskView) -> None:
         f"high-water mark {_money(now.equity_hwm)} · initial cash {_money(now.initial_cash)} · "
         f"{now.points:,} marks"
     )
-    charts = ui.read(views.equity_charts, view.session.session)
-    if charts is not None:
-        ui.chart(charts[0], key="desk_equity_chart")
-        ui.chart(charts[1], key="desk_drawdown_chart")
+    if st.toggle("Interactive charts", key=INTERACTIVE, help=INTERACTIVE_HELP):
+        charts = ui.read(views.equity_charts, view.session.session)
+        if charts is not None:
+            ui.chart(charts[0], key="desk_equity_chart")
+            ui.chart(charts[1], key="desk_drawdown_chart")
+        return
+    pictures = ui.read(views.equity_pictures, view.session.session)
+    if pictures is not None:
+        ui.picture(pictures[0], "Equity curve")
+        ui.picture(pictures[1], "Drawdown from the high-water mark")
 
 
 def _today(view: views.DeskView) -> None:
@@ -96,7 +114,10 @@ def _exposure(view: views.DeskView) -> None:
     if not view.exposure:
         ui.missing(f"No open position in session {view.session.session}")
         return
-    ui.chart(views.exposure_figure(view.exposure), key="desk_exposure_chart")
+    if st.session_state.get(INTERACTIVE, False):
+        ui.chart(views.exposure_figure(view.exposure), key="desk_exposure_chart")
+    else:
+        ui.picture(ui.read(views.exposure_picture, view.exposure), "Exposure by symbol")
     ui.table(
         [
             {

@@ -73,6 +73,7 @@ def test_every_page_renders_in_chromium_with_its_sections_and_controls_work_afte
         assert load.navigation == titles, (name, load.navigation)
         assert load.path == f"/{name}", (name, load.path)
         assert not load.exceptions, (name, load.exceptions)
+        assert load.complete, (name, "an element was never drawn")
         missing = [h for h in SECTIONS[name] if h not in load.headings]
         assert not missing, (name, missing, load.headings)
         assert load.screenshot.stat().st_size > 10_000

@@ -48,7 +48,8 @@ def test_desk_page_fixture_desk_shows_the_sessions_equity_position_and_limits(
     assert metrics["Risk state"] == "ACTIVE"
     assert metrics["New orders"] == "paused"
     assert metrics["Loop"] == "not running"
-    assert len(app.get("plotly_chart")) == 3  # equity, underwater, exposure
+    assert len(app.get("image")) == 3  # equity, underwater, exposure, as pictures
+    assert not app.get("plotly_chart")
     assert _frame(app, "avg price")["units"].to_list() == [position.units]
     limits = _frame(app, "limit")
     assert limits["limit"].to_list() == ["max_daily_loss", "max_trailing_drawdown", "reduce_at"]
@@ -83,4 +84,22 @@ def test_desk_page_state_database_alone_shows_every_section(
     # Assert
     assert not app.exception
     assert [s.value for s in app.subheader] == SECTIONS
-    assert len(app.get("plotly_chart")) == 3
+    assert len(app.get("image")) == 3
+
+
+def test_desk_page_interactive_charts_swaps_the_pictures_for_plotly_charts(
+    dashboard_desk: DashboardDesk, page: Callable[..., Any]
+) -> None:
+    # Arrange
+    app = page(dashboard_desk.home, "desk")
+    assert len(app.get("image")) == 3
+
+    # Act
+    app.toggle(key="desk_interactive").set_value(True).run()
+
+    # Assert: the same three charts, interactive, and no picture left
+    assert not app.exception
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert len(titles) == 3
+    assert "Equity curve" in titles[0] and "Exposure by symbol" in titles[2]
+    assert not app.get("image")

@@ -28,7 +28,9 @@ from services.views.desk import (
     desk_view,
     equity_charts,
     equity_now,
+    equity_pictures,
     exposure_figure,
+    exposure_picture,
     limit_usage,
     orders_since,
     session_health,
@@ -402,6 +404,26 @@ def test_equity_charts_give_the_curve_and_its_underwater_chart(desk: Settings) -
     assert list(curve.data[0].y) == [value for _, value in MARKS]
     assert min(under.data[0].y) == pytest.approx((9_950.0 / 10_100.0 - 1.0) * 100.0)
     assert under.layout.title.text.startswith("Drawdown (underwater)")
+
+
+def test_equity_pictures_draw_the_same_figures_as_the_charts(desk: Settings) -> None:
+    # Act
+    pictures = equity_pictures(desk, "s1")
+    charts = equity_charts(desk, "s1")
+
+    # Assert: one SVG picture per chart, titled as the chart is
+    assert pictures is not None and charts is not None
+    for svg, figure in zip(pictures, charts, strict=True):
+        assert svg.lstrip().startswith("<?xml") and svg.rstrip().endswith("</svg>")
+        assert f"<!-- {figure.layout.title.text.split(' ·')[0]}" in svg
+
+
+def test_exposure_picture_no_position_writes_the_note() -> None:
+    # Act
+    svg = exposure_picture(Settings(), [])
+
+    # Assert
+    assert "<!-- no open position -->" in svg
 
 
 def test_exposure_figure_short_position_draws_below_zero() -> None:
