@@ -26,11 +26,13 @@ from testkit.cli import REPO, solodesk_command, solodesk_env
 
 #: Where the browser tests keep their screenshots and page-load figures.
 ARTIFACTS = Path(os.environ.get("SOLODESK_TEST_ARTIFACTS", REPO / ".artifacts"))
+#: The browser window's size in CSS pixels.
+WINDOW = "1440,1100"
 #: Chromium's flags: headless, and no connection anywhere but the page (the network is closed).
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1440,1100",
+    "--disable-dev-shm-usage", f"--window-size={WINDOW}",
 )  # fmt: skip
 
 
@@ -193,12 +195,27 @@ def open_page(
     seconds = time.perf_counter() - started
     shots.mkdir(parents=True, exist_ok=True)
     shot = shots / f"{path or 'root'}.png"
-    driver.save_screenshot(str(shot))
+    whole_page_screenshot(driver, shot)
     return PageLoad(
         path=str(seen["path"]), url=url, seconds=seconds, complete=done, headings=heads,
         navigation=tuple(seen["nav"]),
         exceptions=tuple(seen["errors"]), screenshot=shot,
     )  # fmt: skip
+
+
+def whole_page_screenshot(driver: Any, shot: Path) -> None:
+    """Save a screenshot of the whole page into ``shot``: the window is made as tall as the
+    page's content (Streamlit scrolls its main block, not the document) for the picture, then
+    given back its size."""
+    width, height = (int(v) for v in WINDOW.split(","))
+    tall = driver.execute_script(
+        "const main = document.querySelector('[data-testid=\"stMain\"]');"
+        "return main ? main.scrollHeight : document.body.scrollHeight;"
+    )
+    driver.set_window_size(width, max(height, min(int(tall) + 120, 12_000)))
+    time.sleep(0.3)  # charts follow the new size
+    driver.save_screenshot(str(shot))
+    driver.set_window_size(width, height)
 
 
 #: Each page's URL path and the section headings it must show.

@@ -20,6 +20,7 @@ from testkit.browser import (
     open_page,
     type_into,
     wait_idle,
+    whole_page_screenshot,
 )
 from testkit.services import service_missing
 
@@ -62,7 +63,7 @@ def test_every_page_renders_in_chromium_with_its_sections_and_controls_work_afte
         type_into(driver, "Why (recorded with the action)", "from the browser", enter=True)
         click_button(driver, "Pause")
         wait_idle(driver)
-        driver.save_screenshot(str(shots / "controls-after-pause.png"))
+        whole_page_screenshot(driver, shots / "controls-after-pause.png")
         time.sleep(0.5)
 
     # Assert: the root opens the desk; every page shows the app's navigation (never pages
