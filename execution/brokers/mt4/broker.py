@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.ids import execution_id
@@ -45,7 +45,13 @@ from core.types import (
     OrderType,
     Position,
 )
-from execution.brokers.mt4.client import BridgeClient, BridgeDownError, is_error, price_points
+from execution.brokers.mt4.client import (
+    LOOKUP_SPAN,
+    BridgeClient,
+    BridgeDownError,
+    is_error,
+    price_points,
+)
 from execution.brokers.mt4.protocol import (
     OrderKind,
     Reply,
@@ -59,8 +65,6 @@ logger = logging.getLogger(__name__)
 
 #: The account is read from the terminal at most this often (seconds) between trades.
 ACCOUNT_SECONDS = 0.5
-#: The account history searched for a ticket closed at the terminal: all of it.
-HISTORY_SPAN = (datetime(1971, 1, 1, tzinfo=UTC), datetime(2099, 12, 31, tzinfo=UTC))
 
 
 class MT4Broker:
@@ -459,13 +463,16 @@ class MT4Broker:
 
     # -- what the terminal holds -------------------------------------------------------------
 
+    def _held(self) -> list[dict[str, Any]]:
+        return [h for h in self.tickets.values() if not h.get("pending")]
+
     def _net(self) -> float:
-        return sum(float(h["units"]) for h in self.tickets.values() if not h.get("pending"))
+        return sum(float(h["units"]) for h in self._held())
 
     def positions(self) -> tuple[Position, ...]:
         """Return the net position of our tickets in the symbol (none when flat)."""
-        held = [h for h in self.tickets.values() if not h.get("pending")]
-        units = sum(float(h["units"]) for h in held)
+        held = self._held()
+        units = self._net()
         if abs(units) <= 1e-9:
             return ()
         avg = sum(float(h["units"]) * float(h["open"]) for h in held) / units
@@ -568,7 +575,7 @@ class MT4Broker:
         if held is None or held.get("pending"):
             return
         if entry is None or "_close_price" not in entry:
-            history = self.client.history(*HISTORY_SPAN, magic=self.magic)
+            history = self.client.history(*LOOKUP_SPAN, magic=self.magic)
             entry = history.get(ticket)
         units = abs(float(held["units"]))
         if entry is not None and "_close_price" in entry:
