@@ -16,9 +16,9 @@ in the loop, spread over what is left of the replay and a little past its end (t
 the summary). A kill counts only when the child was still working: killed by the signal,
 before it reported its summary and before the session was recorded finished. The conductor
 restarts a session until a run finishes it, and starts new sessions until 50 kills have counted
-(a session takes 5 to 15). Every session must then equal the uninterrupted one: the same fills
-(ids, times, prices, units, fees) in the same order, intents, orders, trades, equity curve,
-position, watermark, risk state, ledger hash and final equity.
+(a session takes 5 to 15; after 15 a run is let finish it). Every session must then equal the
+uninterrupted one: the same fills (ids, times, prices, units, fees) in the same order, intents,
+orders, trades, equity curve, position, watermark, risk state, ledger hash and final equity.
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ from services.runtime import PaperOptions, PaperSummary, SimulatorOptions, run_p
 
 SEED = int(os.environ.get("SOLODESK_CRASH_SEED", random.SystemRandom().randrange(10**6)))
 KILLS = 50
+#: Kills one session takes at most; then a run is let finish it and the next session starts, so
+#: the kills spread over several sessions (a session near its end can take kill after kill in
+#: loading without committing anything new).
+SESSION_KILLS = 15
 SAMPLE_BARS = 6225
 #: What the conductor may spend in all; a run that needs more fails (and names the seed).
 BUDGET_SECONDS = 150.0
@@ -230,7 +234,9 @@ def _kill_and_restart(home: Path, seed: int, kills: int) -> dict[str, Any]:
             bars_before, _ = _committed(db_path, session)
             left = 1.0 - max(bars_before, 0) / SAMPLE_BARS
             now = Timing(loading, timing.total - timing.started + loading)
-            delay = _delay(rng, now, left) if len(landed) < kills else None
+            taken = sum(k.session == session for k in landed)
+            more = len(landed) < kills and taken < SESSION_KILLS
+            delay = _delay(rng, now, left) if more else None
             report = runs / f"{session}-{attempts}.json"
             code, phase, started, forked = _run_child(fork, home, session, report, delay)
             if phase >= TRADING:
