@@ -11,8 +11,8 @@ desk again (the cache's time to live passes between rounds). Then each page is o
 more as the very first page of a fresh browser (a link straight to it): a browser's first
 Plotly chart loads Streamlit's Plotly bundle, which costs that visit about a second here.
 The reference is a bare Streamlit page (a title, a heading and one small Plotly chart) served by
-the same Streamlit and opened ``--rounds`` times in a browser of its own. Screenshots of every page go beside the JSON
-result.
+the same Streamlit and opened ``--rounds`` times in a browser of its own. Screenshots of every
+page go beside the JSON result.
 
 Run: ``SOLODESK_HOME=data .venv/bin/python bench/dashboard.py [--rounds N]``.
 Target: every page under 2 s. The result is written as JSON to ``<bench_dir>/dashboard-<UTC>Z.json``

@@ -41,13 +41,11 @@ def colour(value: Any, default: str | None = None) -> Any:
     it; ``default`` when there is none."""
     if value is None:
         return default
-    if isinstance(value, str):
-        found = _RGBA.fullmatch(value.strip())
-        if found:
-            r, g, b, a = found.groups()
-            return (float(r) / 255, float(g) / 255, float(b) / 255, float(a or 1.0))
+    found = _RGBA.fullmatch(value.strip()) if isinstance(value, str) else None
+    if found is None:
         return value
-    return value
+    r, g, b, a = found.groups()
+    return (float(r) / 255, float(g) / 255, float(b) / 255, float(a or 1.0))
 
 
 def figure_svg(figure: go.Figure, *, width: int = WIDTH_PX) -> str:
@@ -74,6 +72,7 @@ def figure_svg(figure: go.Figure, *, width: int = WIDTH_PX) -> str:
     _hlines(axes, layout.shapes)
     _notes(axes, layout.annotations)
     _titles(axes, figure)
+    _date_axis(axes, figure)
     named = [t for t in figure.data if t.name and t.showlegend is not False]
     if len(named) > 1 and layout.showlegend is not False:
         axes.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(named), frameon=False,
@@ -171,16 +170,15 @@ def _titles(axes: Axes, figure: go.Figure) -> None:
         axes.set_ylabel(str(y_title), fontsize=9, color=_TEXT)
     if x_title:
         axes.set_xlabel(str(x_title), fontsize=9, color=_TEXT)
-    if any(isinstance(v, np.datetime64) for v in _first_xs(figure)):
-        import matplotlib.dates as mdates
-
-        locator = mdates.AutoDateLocator()
-        axes.xaxis.set_major_locator(locator)
-        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _first_xs(figure: go.Figure) -> list[Any]:
-    for trace in figure.data:
-        if trace.x is not None and len(trace.x):
-            return [_xs(trace.x)[0]]
-    return []
+def _date_axis(axes: Axes, figure: go.Figure) -> None:
+    """Give the x axis short date labels when the first trace with x values has times."""
+    xs = next((t.x for t in figure.data if t.x is not None and len(t.x)), None)
+    if xs is None or _xs(xs).dtype.kind != "M":
+        return
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

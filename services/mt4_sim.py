@@ -719,6 +719,19 @@ class _Server:
         self.pub.sent_quote[symbol] = (bid, ask)
         self.quotes_published += 1
 
+    def _grow(
+        self,
+        key: tuple[str, Timeframe],
+        current: tuple[int, list[float], int],
+        bid: float,
+        volume: float,
+    ) -> None:
+        """Add a tick (its bid, and the stored volume it carries) to the bar being built."""
+        self.pub.volumes[key] = self.pub.volumes.get(key, 0.0) + volume
+        ohlc = current[1]
+        ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
+        self.pub.bars[key] = (current[0], ohlc, current[2] + 1)
+
     def _rate(
         self, symbol: str, timeframe: Timeframe, bid: float, now: datetime, volume: float = 0.0
     ) -> None:
@@ -728,19 +741,12 @@ class _Server:
         ns = ns_from_utc(now)
         span = self.pub.spans.get(key)
         if current is not None and span is not None and span[0] <= ns < span[1]:
-            # Still inside the bar being built: no clock conversion needed.
-            self.pub.volumes[key] = self.pub.volumes.get(key, 0.0) + volume
-            ohlc, count = current[1], current[2] + 1
-            ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
-            self.pub.bars[key] = (current[0], ohlc, count)
+            self._grow(key, current, bid, volume)  # no clock conversion needed
             return
         width = timeframe.minutes * 60
         bucket = mt4_datetime(now) // width * width
         if current is not None and current[0] == bucket:
-            self.pub.volumes[key] = self.pub.volumes.get(key, 0.0) + volume
-            ohlc, count = current[1], current[2] + 1
-            ohlc[1], ohlc[2], ohlc[3] = max(ohlc[1], bid), min(ohlc[2], bid), bid
-            self.pub.bars[key] = (bucket, ohlc, count)
+            self._grow(key, current, bid, volume)
             return
         digits = self.replay.instruments[symbol].digits
         dialect = self.pub.rates_dialect

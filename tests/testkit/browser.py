@@ -27,12 +27,12 @@ from testkit.cli import REPO, solodesk_command, solodesk_env
 #: Where the browser tests keep their screenshots and page-load figures.
 ARTIFACTS = Path(os.environ.get("SOLODESK_TEST_ARTIFACTS", REPO / ".artifacts"))
 #: The browser window's size in CSS pixels.
-WINDOW = "1440,1100"
+WINDOW = (1440, 1100)
 #: Chromium's flags: headless, and no connection anywhere but the page (the network is closed).
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", f"--window-size={WINDOW}",
+    "--disable-dev-shm-usage", "--window-size={},{}".format(*WINDOW),
 )  # fmt: skip
 
 
@@ -146,17 +146,15 @@ def _state(driver: Any) -> dict[str, Any]:
             "  .map(e => e.innerText.slice(0, 500));"
             "const nav = [...document.querySelectorAll('[data-testid=\"stSidebarNav\"] a')]"
             "  .map(a => a.innerText.trim().split('\\n').pop().trim());"
+            "const undrawn = (kind, drawn) => [...document.querySelectorAll(kind)]"
+            "  .filter(e => e.checkVisibility() && !drawn(e)).length;"
             "const waiting = document.querySelectorAll('[data-testid=\"stSkeleton\"]').length"
-            "  + [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
-            "      .filter(e => e.checkVisibility() && !e.querySelector('.main-svg')).length"
-            "  + [...document.querySelectorAll('[data-testid=\"stDataFrame\"]')]"
-            "      .filter(e => e.checkVisibility() && !e.querySelector('canvas')).length"
-            "  + [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
-            "      .filter(e => e.checkVisibility() && !(e.complete && e.naturalWidth > 0)).length"
-            "  + [...document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]')]"
-            "      .filter(e => e.checkVisibility() && !e.querySelector('canvas, svg.marks')).length"
-            "  + [...document.querySelectorAll('[data-testid=\"stElementContainer\"]')]"
-            "      .filter(e => e.checkVisibility() && e.childElementCount === 0).length;"
+            "  + undrawn('[data-testid=\"stPlotlyChart\"]', e => e.querySelector('.main-svg'))"
+            "  + undrawn('[data-testid=\"stDataFrame\"]', e => e.querySelector('canvas'))"
+            "  + undrawn('[data-testid=\"stImage\"] img', e => e.complete && e.naturalWidth > 0)"
+            "  + undrawn('[data-testid=\"stVegaLiteChart\"]',"
+            "            e => e.querySelector('canvas, svg.marks'))"
+            "  + undrawn('[data-testid=\"stElementContainer\"]', e => e.childElementCount > 0);"
             "return {state: app ? app.getAttribute('data-test-script-state') : null,"
             " heads: heads, errors: errors, nav: nav, waiting: waiting,"
             " path: window.location.pathname};"
@@ -207,7 +205,7 @@ def whole_page_screenshot(driver: Any, shot: Path) -> None:
     """Save a screenshot of the whole page into ``shot``: the window is made as tall as the
     page's content (Streamlit scrolls its main block, not the document) for the picture, then
     given back its size."""
-    width, height = (int(v) for v in WINDOW.split(","))
+    width, height = WINDOW
     tall = driver.execute_script(
         "const main = document.querySelector('[data-testid=\"stMain\"]');"
         "return main ? main.scrollHeight : document.body.scrollHeight;"
